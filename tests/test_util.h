@@ -1,0 +1,77 @@
+#pragma once
+// Helpers shared by the tests: where the reference data lives, temporary folders, JSONL reading.
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace reft::test {
+
+/// ../shared beside the checkout, or $REFT_SHARED; empty when neither exists.
+inline std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("REFT_SHARED"); env && *env) return env;
+  std::filesystem::path dir = REFT_SHARED_DIR;
+  return std::filesystem::is_directory(dir) ? dir : std::filesystem::path{};
+}
+
+/// Skips the current test when the shared reference data (or a subfolder of it) is absent.
+#define REFT_REQUIRE_SHARED(sub)                                                          \
+  const std::filesystem::path shared_path = ::reft::test::shared_dir() / (sub);           \
+  if (::reft::test::shared_dir().empty() || !std::filesystem::exists(shared_path))        \
+  GTEST_SKIP() << "reference data " << (sub)                                              \
+               << " not found: put the shared folder beside the checkout (../shared) or " \
+                  "set REFT_SHARED"
+
+/// A fresh empty directory under the build tree, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::random_device rd;
+    path_ = std::filesystem::path(REFT_BINARY_DIR) / "tmp" /
+            ("t" + std::to_string(rd()) + std::to_string(rd()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Every line of a JSONL file, parsed.
+inline std::vector<nlohmann::json> read_jsonl(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  std::vector<nlohmann::json> rows;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+/// Sorted list of files in `dir` whose name ends with `suffix`.
+inline std::vector<std::filesystem::path> files_with_suffix(const std::filesystem::path& dir,
+                                                            const std::string& suffix) {
+  std::vector<std::filesystem::path> out;
+  if (!std::filesystem::is_directory(dir)) return out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const auto name = e.path().filename().string();
+    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace reft::test

@@ -1,0 +1,107 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tokenizer/regex.h"
+
+#include <pcre2.h>
+
+#include "reft/error.h"
+#include "tokenizer/unicode.h"
+
+namespace reft::tok {
+
+struct Regex::Code {
+  pcre2_code* code = nullptr;
+  bool jit = false;
+  ~Code() { pcre2_code_free(code); }
+};
+
+Regex::Regex(std::string_view pattern, std::string_view where) : pattern_(pattern) {
+  int error_code = 0;
+  PCRE2_SIZE error_offset = 0;
+  auto code = std::make_shared<Code>();
+  code->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                             PCRE2_UTF | PCRE2_UCP, &error_code, &error_offset, nullptr);
+  if (!code->code) {
+    PCRE2_UCHAR message[256];
+    pcre2_get_error_message(error_code, message, sizeof(message));
+    fail("[", where, "] expected a valid regex, found '", pattern, "' (",
+         reinterpret_cast<const char*>(message), " at offset ", error_offset, ")");
+  }
+  code->jit = pcre2_jit_compile(code->code, PCRE2_JIT_COMPLETE) == 0;
+  code_ = std::move(code);
+}
+
+namespace {
+
+struct MatchData {
+  pcre2_match_data* data;
+  explicit MatchData(const pcre2_code* code)
+      : data(pcre2_match_data_create_from_pattern(code, nullptr)) {}
+  ~MatchData() { pcre2_match_data_free(data); }
+};
+
+// One match attempt at or after `start`; falls back to the interpreter when the JIT stack is too
+// small for a long subject (e.g. `\s+(?!\S)` over a megabyte of spaces).
+int match_once(const pcre2_code* code, std::string_view text, size_t start, uint32_t options,
+               pcre2_match_data* data) {
+  const auto subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+  int rc =
+      pcre2_match(code, subject, text.size(), start, options | PCRE2_NO_UTF_CHECK, data, nullptr);
+  if (rc == PCRE2_ERROR_JIT_STACKLIMIT)
+    rc = pcre2_match(code, subject, text.size(), start, options | PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
+                     data, nullptr);
+  return rc;
+}
+
+}  // namespace
+
+MatchRanges Regex::find_all(std::string_view text) const {
+  MatchRanges out;
+  MatchData match(code_->code);
+  size_t start = 0;
+  uint32_t options = 0;
+  while (start <= text.size()) {
+    const int rc = match_once(code_->code, text, start, options, match.data);
+    if (rc == PCRE2_ERROR_NOMATCH) {
+      if (options == 0) break;
+      // An empty match at `start` was followed by no non-empty one: step over one character.
+      options = 0;
+      if (start >= text.size()) break;
+      start += utf8_sequence_length(static_cast<unsigned char>(text[start]));
+      continue;
+    }
+    if (rc < 0) {
+      PCRE2_UCHAR message[256];
+      pcre2_get_error_message(rc, message, sizeof(message));
+      fail("[regex '", pattern_, "'] expected a match result, found error ",
+           reinterpret_cast<const char*>(message));
+    }
+    const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.data);
+    out.emplace_back(ovector[0], ovector[1]);
+    start = ovector[1];
+    options = ovector[0] == ovector[1] ? PCRE2_NOTEMPTY_ATSTART | PCRE2_ANCHORED : 0;
+  }
+  return out;
+}
+
+std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
+  std::string out;
+  size_t prev = 0;
+  for (const auto& [begin, end] : find_all(text)) {
+    out.append(text.substr(prev, begin - prev));
+    out.append(replacement);
+    prev = end;
+  }
+  out.append(text.substr(prev));
+  return out;
+}
+
+MatchRanges find_literal(std::string_view text, std::string_view needle) {
+  MatchRanges out;
+  if (needle.empty()) return out;
+  for (size_t pos = text.find(needle); pos != std::string_view::npos;
+       pos = text.find(needle, pos + needle.size()))
+    out.emplace_back(pos, pos + needle.size());
+  return out;
+}
+
+}  // namespace reft::tok

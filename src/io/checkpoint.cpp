@@ -1,0 +1,80 @@
+#include "reft/checkpoint.h"
+
+#include "reft/error.h"
+#include "util/files.h"
+
+namespace reft {
+namespace fs = std::filesystem;
+
+Checkpoint Checkpoint::open(const fs::path& dir) {
+  Checkpoint ckpt;
+  ckpt.dir_ = dir;
+  const fs::path single = dir / "model.safetensors";
+  const fs::path index = dir / "model.safetensors.index.json";
+  if (fs::exists(single)) {
+    ckpt.files_.push_back(SafetensorsFile::open(single));
+    for (const auto& e : ckpt.files_[0]->entries()) ckpt.where_[e.name] = 0;
+    return ckpt;
+  }
+  if (!fs::exists(index)) {
+    if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json"))
+      fail("[", dir.string(), "] expected model.safetensors, found only pytorch_model.bin; convert it "
+           "with transformers' save_pretrained(safe_serialization=True)");
+    fail("[", dir.string(), "] expected model.safetensors or model.safetensors.index.json, found neither");
+  }
+  const auto json = read_json_file(index);
+  const auto map = json.find("weight_map");
+  if (!json.is_object() || map == json.end() || !map->is_object())
+    fail("[", index.string(), "] expected an object with a 'weight_map' object");
+  std::map<std::string, size_t> shard_index;
+  for (const auto& [name, shard] : map->items()) {
+    if (!shard.is_string())
+      fail("[", index.string(), "] weight_map.", name, ": expected a file name, found ", shard.dump());
+    const std::string file = shard.get<std::string>();
+    if (file.find('/') != std::string::npos || file == "..")
+      fail("[", index.string(), "] weight_map.", name, ": expected a file in the model folder, found '",
+           file, "'");
+    auto [it, inserted] = shard_index.emplace(file, ckpt.files_.size());
+    if (inserted) ckpt.files_.push_back(SafetensorsFile::open(dir / file));
+    if (!ckpt.files_[it->second]->contains(name))
+      fail("[", (dir / file).string(), "] expected tensor '", name, "' (listed in ",
+           index.filename().string(), "), found no such tensor");
+    ckpt.where_[name] = it->second;
+  }
+  // Tensors in a shard but not in the index would be silently ignored by HF; treat them as part
+  // of the checkpoint so that total loading reports them as unexpected.
+  for (size_t i = 0; i < ckpt.files_.size(); ++i)
+    for (const auto& e : ckpt.files_[i]->entries()) {
+      auto [it, inserted] = ckpt.where_.emplace(e.name, i);
+      if (!inserted && it->second != i)
+        fail("[", ckpt.files_[i]->path().string(), "] tensor '", e.name, "' is also in ",
+             ckpt.files_[it->second]->path().filename().string());
+    }
+  return ckpt;
+}
+
+std::vector<std::string> Checkpoint::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, i] : where_) out.push_back(name);
+  return out;
+}
+
+torch::Tensor Checkpoint::get(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
+  return files_[it->second]->tensor(name);
+}
+
+const SafetensorsEntry& Checkpoint::entry(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end()) fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
+  return *files_[it->second]->find(name);
+}
+
+std::vector<fs::path> Checkpoint::files() const {
+  std::vector<fs::path> out;
+  for (const auto& f : files_) out.push_back(f->path());
+  return out;
+}
+
+}  // namespace reft

@@ -1,0 +1,121 @@
+// The reft CLI contract: exact output forms, exit codes and one-line errors.
+
+#include <torch/torch.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include "reft/safetensors.h"
+#include "torch_test_util.h"
+
+namespace reft {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs `reft <args>` and captures stdout, stderr and the exit status.
+Run reft(const std::vector<std::string>& args) {
+  static int counter = 0;
+  const fs::path err_file = fs::path(REFT_BINARY_DIR) / "tmp" / ("cli_err_" + std::to_string(getpid()) + "_" +
+                                                                 std::to_string(counter++));
+  fs::create_directories(err_file.parent_path());
+  std::string cmd = shell_quote(REFT_CLI);
+  for (const auto& a : args) cmd += " " + shell_quote(a);
+  cmd += " 2>" + shell_quote(err_file.string());
+  Run r;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(in), {});
+  fs::remove(err_file);
+  return r;
+}
+
+std::string trim(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+// One clear line on stderr naming `needle`, and the expected exit status.
+void expect_error(const Run& r, int status, const std::string& needle) {
+  EXPECT_EQ(r.status, status) << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST(Cli, HelpShowsDefaults) {
+  auto r = reft({"generate", "--help"});
+  EXPECT_EQ(r.status, 0);
+  EXPECT_NE(r.out.find("--max-new-tokens N"), std::string::npos);
+  EXPECT_NE(r.out.find("(default: 128)"), std::string::npos);
+  EXPECT_EQ(reft({}).status, 2);
+  expect_error(reft({"frobnicate"}), 2, "unknown command");
+  expect_error(reft({"generate", "--model"}), 2, "expects a value");
+  expect_error(reft({"generate", "--bogus", "1"}), 2, "unknown flag --bogus");
+}
+
+TEST(Cli, ForwardWritesLogitsAndHiddenStates) {
+  TempDir tmp;
+  test::write_tiny_model(tmp / "m");
+  auto r = reft({"forward", "--model", (tmp / "m").string(), "--ids", "1 5 9 3", "--out", (tmp / "o.safetensors").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto out = load_safetensors(tmp / "o.safetensors");
+  EXPECT_EQ(out.at("logits").sizes(), (std::vector<int64_t>{1, 4, 64}));
+  EXPECT_EQ(out.count("hidden.3"), 1u);  // 3 layers → hidden.0 … hidden.3
+  EXPECT_EQ(out.count("hidden.4"), 0u);
+  std::ofstream(tmp / "ids.txt") << "1 2 3\n4 5\n";
+  r = reft({"forward", "--model", (tmp / "m").string(), "--ids-file", (tmp / "ids.txt").string(), "--padding", "left",
+            "--out", (tmp / "b.safetensors").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto batch = load_safetensors(tmp / "b.safetensors");
+  EXPECT_EQ(batch.at("attention_mask")[1][0].item<int64_t>(), 0);
+  EXPECT_TRUE(test::tensors_close("row 1 vs its own run", batch.at("logits")[1].narrow(0, 1, 2),
+                                  load_safetensors(tmp / "b.safetensors").at("logits")[1].narrow(0, 1, 2), 0));
+}
+
+TEST(Cli, GenerateIdsIsDeterministic) {
+  TempDir tmp;
+  test::write_tiny_model(tmp / "m");
+  const std::vector<std::string> args = {"generate", "--model", (tmp / "m").string(), "--prompt-ids", "1 4 7",
+                                         "--max-new-tokens", "5", "--print-ids", "--ignore-eos"};
+  auto a = reft(args), b = reft(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(std::count(a.out.begin(), a.out.end(), ','), 4) << a.out;  // 5 ids
+}
+
+TEST(Cli, BadInputIsOneLineAndExitOne) {
+  TempDir tmp;
+  test::write_tiny_model(tmp / "m");
+  const auto m = (tmp / "m").string();
+  const std::string out = (tmp / "o.safetensors").string();
+  expect_error(reft({"forward", "--model", (tmp / "none").string(), "--ids", "1", "--out", out}), 1, "not found");
+  // Corrupt weights: truncated file.
+  fs::resize_file(tmp / "m" / "model.safetensors", 100);
+  expect_error(reft({"forward", "--model", m, "--ids", "1", "--out", out}), 1, "model.safetensors");
+  std::ofstream(tmp / "m" / "config.json", std::ios::trunc) << "{\"architectures\": [\"Nope\"]}";
+  expect_error(reft({"forward", "--model", m, "--ids", "1", "--out", out}), 1, "Nope");
+  std::ofstream(tmp / "m" / "config.json", std::ios::trunc) << "{ broken";
+  expect_error(reft({"inspect", "--model", m}), 1, "config.json");
+  expect_error(reft({"forward", "--model", m, "--ids", "1 x", "--out", out}), 2, "--ids");
+}
+
+}  // namespace
+}  // namespace reft

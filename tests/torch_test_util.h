@@ -1,0 +1,63 @@
+#pragma once
+// Tensor comparisons for golden tests: report name, shape, max abs/rel difference and the first
+// differing values, as the style guide asks.
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <sstream>
+#include <string>
+
+#include "reft/presets.h"
+#include "test_util.h"
+
+namespace reft::test {
+
+/// |actual − expected| ≤ atol + rtol·|expected| everywhere (where `mask` is true, if given).
+inline ::testing::AssertionResult tensors_close(const std::string& what, torch::Tensor actual, torch::Tensor expected,
+                                                double atol, double rtol = 0, torch::Tensor mask = {}) {
+  actual = actual.detach().to(torch::kCPU, torch::kFloat64);
+  expected = expected.detach().to(torch::kCPU, torch::kFloat64);
+  if (actual.sizes() != expected.sizes())
+    return ::testing::AssertionFailure() << what << ": shape " << actual.sizes() << " != expected " << expected.sizes();
+  auto diff = (actual - expected).abs();
+  auto bound = atol + rtol * expected.abs();
+  auto bad = diff > bound;
+  if (mask.defined()) bad = bad.logical_and(mask.to(torch::kCPU, torch::kBool).expand_as(bad));
+  bad = bad.logical_or(actual.isnan().logical_xor(expected.isnan()));
+  const double max_abs = mask.defined() ? (diff * mask.to(torch::kCPU, torch::kFloat64).expand_as(diff)).max().item<double>()
+                                        : (diff.numel() ? diff.max().item<double>() : 0.0);
+  if (!bad.any().item<bool>()) return ::testing::AssertionSuccess() << what << ": max abs diff " << max_abs;
+  auto idx = bad.reshape({-1}).nonzero().reshape({-1});
+  std::ostringstream out;
+  out << what << " " << actual.sizes() << ": " << idx.size(0) << " values beyond atol " << atol << " rtol " << rtol
+      << ", max abs diff " << max_abs << "; first:";
+  auto a = actual.reshape({-1}), e = expected.reshape({-1});
+  for (int64_t i = 0; i < std::min<int64_t>(5, idx.size(0)); ++i) {
+    const int64_t k = idx[i].item<int64_t>();
+    out << " [" << k << "] " << a[k].item<double>() << " vs " << e[k].item<double>();
+  }
+  return ::testing::AssertionFailure() << out.str();
+}
+
+/// A random LLaMA-family model written into `dir` (config overrides merged into a tiny base).
+inline void write_tiny_model(const std::filesystem::path& dir, const nlohmann::json& overrides = {}, uint64_t seed = 0) {
+  nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
+                           {"model_type", "llama"},
+                           {"hidden_size", 32},
+                           {"intermediate_size", 48},
+                           {"num_hidden_layers", 3},
+                           {"num_attention_heads", 4},
+                           {"num_key_value_heads", 2},
+                           {"vocab_size", 64},
+                           {"rms_norm_eps", 1e-6},
+                           {"max_position_embeddings", 128},
+                           {"initializer_range", 0.2},
+                           {"tie_word_embeddings", false},
+                           {"eos_token_id", 2},
+                           {"bos_token_id", 1}};
+  if (overrides.is_object()) config.update(overrides);
+  write_random_model(dir, config, seed);
+}
+
+}  // namespace reft::test

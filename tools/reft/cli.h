@@ -1,0 +1,69 @@
+#pragma once
+// The reft command line: one option table per subcommand, from which parsing and --help come.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace reft::cli {
+
+struct Flag {
+  std::string name;           // without the leading "--"
+  std::string value;          // metavariable, e.g. "DIR"; empty for a switch
+  std::string default_value;  // shown in --help; empty = no default
+  std::string help;
+};
+
+/// Parsed arguments of one subcommand.
+class Args {
+ public:
+  bool has(const std::string& name) const;  // given on the command line (or a switch set)
+  /// The value, or the flag's default; UsageError when neither exists.
+  std::string get(const std::string& name) const;
+  std::optional<std::string> maybe(const std::string& name) const;
+  int64_t get_int(const std::string& name) const;
+  double get_double(const std::string& name) const;
+  bool flag(const std::string& name) const { return has(name); }
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  friend Args parse_args(const std::string&, const std::vector<Flag>&, int, char**, int);
+  std::map<std::string, std::string> values_;
+  std::map<std::string, std::string> defaults_;
+  std::vector<std::string> positional_;
+};
+
+struct Command {
+  std::string name;
+  std::string summary;
+  std::string usage;  // the synopsis line after "reft <name>"
+  std::vector<Flag> flags;
+  int (*run)(const Args&);
+  bool takes_positional = false;
+};
+
+/// Parses argv[first..argc) against `flags`; throws UsageError for unknown flags, missing values
+/// and repeated flags. "--help" is handled by the caller.
+Args parse_args(const std::string& command, const std::vector<Flag>& flags, int argc, char** argv, int first);
+
+/// The --help text of a command: usage, summary and one line per flag with its default.
+std::string help_text(const Command& command);
+
+/// Flags every model command shares: --threads, --device, --dtype.
+std::vector<Flag> runtime_flags();
+/// Applies --threads and returns nothing; call first in every command that runs a model.
+void apply_runtime_flags(const Args& args);
+
+/// Splits "1 2 3" or "1,2,3" or "[1, 2, 3]" into ids; UsageError on anything else.
+std::vector<int64_t> parse_ids(const std::string& text, const std::string& flag);
+
+/// Prints a JSON array of ints on one line.
+std::string json_ids(const std::vector<int64_t>& ids);
+
+// Commands, one function each (cmd_*.cpp).
+std::vector<Command> model_commands();
+std::vector<Command> bench_commands();
+
+}  // namespace reft::cli

@@ -15,6 +15,7 @@
 #include "pickle/pickle_writer.h"
 #include "pickle/zip_reader.h"
 #include "pickle/zip_writer.h"
+#include "reft/error.h"
 #include "reft/torch_archive.h"
 #include "test_util.h"
 

@@ -12,7 +12,8 @@
 ///   - the legacy format of `torch.save(..., _use_new_zipfile_serialization=False)`;
 ///   - a safe pickle VM (protocols 2–5, no code execution) that constructs only an allow-list of
 ///     globals: `collections.OrderedDict`, `torch._utils._rebuild_tensor_v2` / `_rebuild_tensor` /
-///     `_rebuild_parameter`, the typed `torch.*Storage` classes, `torch.device`, `torch.Size`.
+///     `_rebuild_parameter`, the typed `torch.*Storage` classes, `torch.device`, `torch.Size`,
+///     and `_codecs.encode` (how protocol 2 pickles `bytes`).
 /// Every malformed or unsupported input is a `reft::Error` naming the file and what is wrong.
 
 #include <cstdint>

@@ -203,7 +203,7 @@ Loaded load_any(const SharedBytes& file, const std::string& where) {
 class Converter {
  public:
   Converter(const Loaded& loaded, std::string where, size_t input_size)
-      : loaded_(loaded), where_(std::move(where)), budget_(16 * input_size + (1u << 20)) {}
+      : loaded_(loaded), where_(std::move(where)), budget_(8 * input_size + (1u << 16)) {}
 
   PickleValue convert(const Node* n, int depth) {
     if (depth > kMaxDepth)

@@ -2,6 +2,7 @@
 // where pickled data turns into torch objects (here: tensor descriptions checked against their
 // storages).
 
+#include <algorithm>
 #include <array>
 
 #include "pickle/unpickler.h"
@@ -32,11 +33,30 @@ bool is_int(const Node* n) { return n->kind == NodeKind::kInt || n->kind == Node
 
 }  // namespace
 
+// What REDUCE may call, besides nothing else. Protocol 2 pickles `bytes` as
+// _codecs.encode(latin-1 text, 'latin1') (and b'' as bytes()), so those are here too.
+constexpr std::array<std::string_view, 10> kCallableGlobals = {
+    "collections.OrderedDict",
+    "torch._utils._rebuild_tensor_v2",
+    "torch._utils._rebuild_tensor",
+    "torch._utils._rebuild_parameter",
+    "torch._utils._rebuild_parameter_with_state",
+    "torch.device",
+    "torch.Size",
+    "_codecs.encode",
+    "builtins.bytes",
+    "__builtin__.bytes",
+};
+
 bool is_callable_global(std::string_view name) {
-  return name == "collections.OrderedDict" || name == "torch._utils._rebuild_tensor_v2" ||
-         name == "torch._utils._rebuild_tensor" || name == "torch._utils._rebuild_parameter" ||
-         name == "torch._utils._rebuild_parameter_with_state" || name == "torch.device" ||
-         name == "torch.Size";
+  return std::find(kCallableGlobals.begin(), kCallableGlobals.end(), name) !=
+         kCallableGlobals.end();
+}
+
+std::string allowed_globals() {
+  std::string out;
+  for (std::string_view name : kCallableGlobals) out.append(name).append(", ");
+  return out + "torch.<Type>Storage";
 }
 
 std::string_view storage_class_name(ScalarType type) {
@@ -226,6 +246,30 @@ Node* Unpickler::call(const Node* callable, const Node* args, size_t pos) {
     }
     charge(n->items.size());
     return n;
+  }
+  if (name == "_codecs.encode") {
+    // Latin-1 text back to the bytes it stands for: every code point must be below 256.
+    if (a.size() != 2 || a[0]->kind != NodeKind::kString || a[1]->kind != NodeKind::kString ||
+        (a[1]->s != "latin1" && a[1]->s != "latin-1"))
+      bad("expected (str, 'latin1')");
+    Node* n = make(NodeKind::kBytes);
+    const std::string& text = a[0]->s;  // valid UTF-8, checked when it was read
+    for (size_t k = 0; k < text.size(); ++k) {
+      const auto c = static_cast<uint8_t>(text[k]);
+      if (c < 0x80) {
+        n->s += static_cast<char>(c);
+      } else if ((c == 0xc2 || c == 0xc3) && k + 1 < text.size()) {
+        n->s += static_cast<char>(((c & 0x03) << 6) | (static_cast<uint8_t>(text[++k]) & 0x3f));
+      } else {
+        bad("expected latin-1 text, found a code point above 255");
+      }
+    }
+    charge(n->s.size());
+    return n;
+  }
+  if (name == "builtins.bytes" || name == "__builtin__.bytes") {
+    if (!a.empty()) bad("expected no arguments (b'')");
+    return make(NodeKind::kBytes);
   }
   fail("[", where_, "] pickle byte ", pos, ": calling ", name, " is not supported");
 }

@@ -371,10 +371,8 @@ Node* Unpickler::load(ByteReader& in) {
   auto push_global = [&](std::string module, std::string name) {
     const std::string full = module + "." + name;
     if (!is_callable_global(full) && !storage_class_type(full))
-      bad("unsupported global '", full,
-          "'; only collections.OrderedDict, torch._utils._rebuild_"
-          "tensor_v2/_rebuild_tensor/_rebuild_parameter, torch.<Type>Storage, torch.device and "
-          "torch.Size are allowed (the file pickles other objects, or is malicious)");
+      bad("unsupported global '", full, "'; only ", allowed_globals(),
+          " are allowed (the file pickles other objects, or is malicious)");
     push_new(NodeKind::kGlobal)->s = full;
   };
 
@@ -598,8 +596,10 @@ Node* Unpickler::load(ByteReader& in) {
         break;
       case kPersId: {
         const std::string id = in.line(kMaxGlobalName, "PERSID");
-        fail("[", where_, "] pickle byte ", pos, " (PERSID): expected a ('storage', …) tuple as "
-             "persistent id, found the text id '", id, "'");
+        fail("[", where_, "] pickle byte ", pos,
+             " (PERSID): expected a ('storage', …) tuple as "
+             "persistent id, found the text id '",
+             id, "'");
       }
       default:
         bad("unsupported pickle opcode; torch.save files do not use it, so the file is corrupt");

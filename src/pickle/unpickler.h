@@ -1,8 +1,9 @@
 #pragma once
 // A safe pickle virtual machine for the subset torch.save files use. It executes no code: GLOBAL
 // resolves only names on an allow-list (OrderedDict, torch's tensor rebuild functions, the typed
-// storage classes, torch.device, torch.Size), REDUCE/NEWOBJ/BUILD only act on those, and
-// persistent ids must be torch's ('storage', StorageType, key, location, numel[, view]) tuples.
+// storage classes, torch.device, torch.Size, _codecs.encode for bytes), REDUCE/NEWOBJ/BUILD only
+// act on those, and persistent ids must be torch's ('storage', StorageType, key, location,
+// numel[, view]) tuples.
 // Every node lives in an arena owned by the Unpickler, so shared and even cyclic references
 // (which pickles can express through the memo) need no reference counting. Work is bounded by a
 // budget proportional to the input size and key nesting by a depth limit.
@@ -50,6 +51,9 @@ bool is_valid_utf8(std::span<const uint8_t> text);
 /// Whether REDUCE may call the global "module.name" (OrderedDict, the tensor rebuild functions,
 /// torch.device, torch.Size).
 bool is_callable_global(std::string_view qualified_name);
+
+/// The allowed globals, comma-separated, for error messages.
+std::string allowed_globals();
 
 struct Node {
   NodeKind kind = NodeKind::kNone;

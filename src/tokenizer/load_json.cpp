@@ -1,7 +1,7 @@
-// tokenizer.json (HF `tokenizers` format). The file is read with a SAX handler that builds a JSON
-// tree for everything except model.vocab and model.merges: those two (up to ~150k entries and
-// ~300k merges for Llama-3 / Qwen) go straight into flat vectors, which keeps loading fast and
-// avoids building and freeing a large tree.
+// tokenizer.json (HF `tokenizers` format). The memory-mapped file is read with a SAX handler that
+// builds a JSON tree for everything except model.vocab and model.merges: those two (up to ~150k
+// entries and ~300k merges for Llama-3 / Qwen) go straight into the vocabulary table and a vector
+// of id pairs, which keeps loading fast and avoids building and freeing a large tree.
 
 #include "reft/error.h"
 #include "tokenizer/loading.h"
@@ -14,23 +14,37 @@ using json = nlohmann::json;
 
 class TokenizerJsonReader : public json::json_sax_t {
  public:
+  TokenizerJsonReader(std::string where, size_t file_size) : where_(std::move(where)) {
+    // Reserving is cheap (untouched pages cost nothing) and avoids copying ~10 MB on growth.
+    entries_.reserve(file_size / 24 + 16);
+    merge_ids.reserve(file_size / 24 + 16);
+  }
+
   json root;
-  std::vector<std::pair<std::string, int64_t>> vocab;
-  std::vector<MergeRule> merges;
-  std::string error;
+  std::optional<Vocab> vocab;
+  std::vector<MergePair> merge_ids;
+
+  /// Resolves merges that came before the vocabulary (not HF's order, but valid JSON).
+  void finish() {
+    if (pending_merges_.empty()) return;
+    if (!vocab) fail("[", where_, "] expected model.vocab next to model.merges, found none");
+    auto resolved = resolve_merges(*vocab, pending_merges_, where_);
+    merge_ids.insert(merge_ids.end(), resolved.begin(), resolved.end());
+  }
 
   bool null() override { return value(json(nullptr)); }
   bool boolean(bool v) override { return value(json(v)); }
   bool number_integer(number_integer_t v) override {
     if (mode_ == Mode::kVocab) {
-      vocab.emplace_back(std::move(key_), v);
+      entries_.emplace_back(std::move(key_), v);
       return true;
     }
     return value(json(v));
   }
   bool number_unsigned(number_unsigned_t v) override {
     if (mode_ == Mode::kVocab) {
-      vocab.emplace_back(std::move(key_), static_cast<int64_t>(v));
+      entries_.emplace_back(std::move(key_),
+                            static_cast<int64_t>(std::min<uint64_t>(v, INT64_MAX)));
       return true;
     }
     return value(json(v));
@@ -38,27 +52,30 @@ class TokenizerJsonReader : public json::json_sax_t {
   bool number_float(number_float_t v, const string_t&) override { return value(json(v)); }
   bool string(string_t& v) override {
     if (mode_ == Mode::kMerges) {
-      if (pair_.has_value()) {
+      if (pair_) {
         pair_->push_back(std::move(v));
         return true;
       }
       // "left right": exactly one space, as HF requires of this older format.
       const size_t space = v.find(' ');
       if (space == std::string::npos || v.find(' ', space + 1) != std::string::npos)
-        return bad("merge #" + std::to_string(merges.size()) + " as \"left right\"",
-                   "\"" + v + "\"");
-      merges.push_back({v.substr(0, space), v.substr(space + 1)});
+        fail("[", where_, "] expected merge #", merge_count(), " as \"left right\", found \"", v,
+             "\"");
+      add_merge(std::string_view(v).substr(0, space), std::string_view(v).substr(space + 1));
       return true;
     }
     return value(json(std::move(v)));
   }
-  bool binary(binary_t&) override { return bad("JSON text", "binary data"); }
+  bool binary(binary_t&) override { fail("[", where_, "] expected JSON text, found binary data"); }
   bool key(string_t& k) override {
     key_ = std::move(k);
     return true;
   }
   bool start_object(std::size_t) override {
-    if (mode_ != Mode::kDom) return bad("model.vocab / model.merges entries", "an object");
+    if (mode_ != Mode::kDom)
+      fail("[", where_, "] expected ",
+           mode_ == Mode::kVocab ? "integer ids in model.vocab" : "strings in model.merges",
+           ", found an object");
     if (in_model() && key_ == "vocab") {
       mode_ = Mode::kVocab;
       return true;
@@ -68,6 +85,8 @@ class TokenizerJsonReader : public json::json_sax_t {
   bool end_object() override {
     if (mode_ == Mode::kVocab) {
       mode_ = Mode::kDom;
+      vocab.emplace(std::move(entries_), where_);
+      entries_ = {};
       (*stack_.back())["vocab"] = json::object();  // placeholder: the entries are in `vocab`
       return true;
     }
@@ -76,9 +95,10 @@ class TokenizerJsonReader : public json::json_sax_t {
     return true;
   }
   bool start_array(std::size_t) override {
-    if (mode_ == Mode::kVocab) return bad("model.vocab values to be ids", "an array");
+    if (mode_ == Mode::kVocab)
+      fail("[", where_, "] expected integer ids in model.vocab, found an array");
     if (mode_ == Mode::kMerges) {
-      if (pair_) return bad("merges as strings or [left, right] pairs", "nested arrays");
+      if (pair_) fail("[", where_, "] expected merges as \"a b\" or [a, b], found nested arrays");
       pair_.emplace();
       return true;
     }
@@ -92,9 +112,9 @@ class TokenizerJsonReader : public json::json_sax_t {
     if (mode_ == Mode::kMerges) {
       if (pair_) {
         if (pair_->size() != 2)
-          return bad("merge #" + std::to_string(merges.size()) + " as [left, right]",
-                     std::to_string(pair_->size()) + " strings");
-        merges.push_back({std::move((*pair_)[0]), std::move((*pair_)[1])});
+          fail("[", where_, "] expected merge #", merge_count(), " as [left, right], found ",
+               pair_->size(), " strings");
+        add_merge((*pair_)[0], (*pair_)[1]);
         pair_.reset();
         return true;
       }
@@ -107,8 +127,7 @@ class TokenizerJsonReader : public json::json_sax_t {
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    if (error.empty()) error = std::string("valid JSON, found ") + e.what();
-    return false;
+    fail("[", where_, "] expected valid JSON, found ", e.what());
   }
 
  private:
@@ -116,10 +135,17 @@ class TokenizerJsonReader : public json::json_sax_t {
 
   // Directly inside the top-level "model" object.
   bool in_model() const { return stack_.size() == 2 && keys_[1] == "model"; }
+  size_t merge_count() const { return merge_ids.size() + pending_merges_.size(); }
 
-  bool bad(const std::string& expected, const std::string& found) {
-    error = expected + ", found " + found;
-    return false;
+  void add_merge(std::string_view left, std::string_view right) {
+    if (!vocab) {
+      pending_merges_.push_back({std::string(left), std::string(right)});
+      return;
+    }
+    MergePair pair;
+    const std::string error = resolve_merge(*vocab, left, right, merge_count(), pair);
+    if (!error.empty()) fail("[", where_, "] expected ", error);
+    merge_ids.push_back(pair);
   }
 
   json* insert(json v) {
@@ -137,11 +163,10 @@ class TokenizerJsonReader : public json::json_sax_t {
     return &parent.back();
   }
   bool value(json v) {
-    if (mode_ != Mode::kDom) {
-      return bad(mode_ == Mode::kVocab ? "model.vocab values to be integer ids"
-                                       : "model.merges entries to be strings",
-                 v.dump());
-    }
+    if (mode_ != Mode::kDom)
+      fail("[", where_, "] expected ",
+           mode_ == Mode::kVocab ? "integer ids in model.vocab" : "strings in model.merges",
+           ", found ", v.dump());
     insert(std::move(v));
     return true;
   }
@@ -152,10 +177,13 @@ class TokenizerJsonReader : public json::json_sax_t {
     return true;
   }
 
+  std::string where_;
   Mode mode_ = Mode::kDom;
   std::vector<json*> stack_;
   std::vector<std::string> keys_;  // the key each open container was stored under
   std::string key_;
+  std::vector<std::pair<std::string, int64_t>> entries_;
+  std::vector<MergeRule> pending_merges_;
   std::optional<std::vector<std::string>> pair_;
 };
 
@@ -176,13 +204,11 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::filesystem::path& dir,
                                                const TokenizerConfig& config) {
   const auto path = dir / "tokenizer.json";
   const std::string where = path.string();
-  TokenizerJsonReader reader;
-  {
-    const std::string text = read_file_bytes(path);
-    const bool ok = json::sax_parse(text, &reader, json::input_format_t::json, true);
-    if (!ok || !reader.error.empty())
-      fail("[", where, "] expected ", reader.error.empty() ? "valid JSON" : reader.error);
-  }
+  const MappedFile file(path);
+  TokenizerJsonReader reader(where, file.data().size());
+  json::sax_parse(file.data().begin(), file.data().end(), &reader, json::input_format_t::json,
+                  true);
+  reader.finish();
   const json& doc = reader.root;
   if (!doc.is_object()) fail("[", where, "] expected a JSON object, found ", doc.type_name());
   if (!doc.contains("model") || !doc["model"].is_object())
@@ -197,8 +223,13 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::filesystem::path& dir,
   };
   parts.normalizer = make_normalizer(get("normalizer"), where);
   parts.pre_tokenizer = make_pre_tokenizer(get("pre_tokenizer"), where);
-  parts.model = make_model(doc["model"], std::move(reader.vocab), reader.merges, where);
-  reader.merges = {};
+  if (!reader.vocab && doc["model"].contains("vocab") && !doc["model"]["vocab"].is_object() &&
+      doc["model"].value("type", "") != "Unigram")
+    fail("[", where, "] expected model.vocab to be an object {token: id}, found ",
+         doc["model"]["vocab"].type_name());
+  parts.model = make_model(doc["model"], reader.vocab ? std::move(*reader.vocab) : Vocab(),
+                           reader.merge_ids, where);
+  reader.merge_ids = {};
   parts.post_processor = make_post_processor(get("post_processor"), where);
   parts.decoder = make_decoder(get("decoder"), where);
 

@@ -56,8 +56,9 @@ std::unique_ptr<Tokenizer> load_byte_level_bpe(const std::filesystem::path& dir,
 
   PipelineTokenizer::Parts parts;
   const std::string where = vocab_path.string() + " + merges.txt";
-  parts.model =
-      std::make_unique<BpeModel>(Vocab(std::move(vocab), where), merges, BpeOptions{}, where);
+  Vocab table(std::move(vocab), where);
+  const auto merge_ids = resolve_merges(table, merges, merges_path.string());
+  parts.model = std::make_unique<BpeModel>(std::move(table), merge_ids, BpeOptions{}, where);
   parts.pre_tokenizer =
       make_byte_level_pre_tokenizer(config.add_prefix_space.value_or(false), true);
   parts.decoder = make_byte_level_decoder();

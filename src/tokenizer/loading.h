@@ -15,6 +15,21 @@ namespace reft::tok {
 /// The bytes of `path`; a missing or unreadable file is an error naming it.
 std::string read_file_bytes(const std::filesystem::path& path);
 
+/// A read-only memory map of a whole file (no copy of a 10 MB tokenizer.json).
+class MappedFile {
+ public:
+  /// Maps `path`; a missing or unreadable file is an error naming it.
+  explicit MappedFile(const std::filesystem::path& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  std::string_view data() const { return {static_cast<const char*>(data_), size_}; }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 /// Parses `text` (the content of `path`) as JSON; a syntax error names the file and position.
 nlohmann::json parse_json(const std::string& text, const std::filesystem::path& path);
 

@@ -88,57 +88,78 @@ std::optional<TokenId> Vocab::find(std::string_view token) const {
 
 // ---- BPE ----
 
-BpeModel::BpeModel(Vocab vocab, const std::vector<MergeRule>& merges, BpeOptions options,
+std::string resolve_merge(const Vocab& vocab, std::string_view left, std::string_view right,
+                          size_t rank, MergePair& out) {
+  const auto left_id = vocab.find(left);
+  const auto right_id = vocab.find(right);
+  if (left_id && right_id) {
+    out = {*left_id, *right_id};
+    return {};
+  }
+  return str("merge #", rank, " '", left, " ", right, "' to join vocabulary tokens, found '",
+             !left_id ? left : right, "' missing from the vocabulary");
+}
+
+std::vector<MergePair> resolve_merges(const Vocab& vocab, const std::vector<MergeRule>& rules,
+                                      std::string_view where) {
+  std::vector<MergePair> out(rules.size());
+  for (size_t rank = 0; rank < rules.size(); ++rank) {
+    const std::string error =
+        resolve_merge(vocab, rules[rank].left, rules[rank].right, rank, out[rank]);
+    if (!error.empty()) fail("[", where, "] expected ", error);
+  }
+  return out;
+}
+
+BpeModel::BpeModel(Vocab vocab, const std::vector<MergePair>& merges, BpeOptions options,
                    std::string_view where)
     : vocab_(std::move(vocab)), options_(std::move(options)) {
-  if (options_.unk_token) {
-    unk_id_ = vocab_.find(*options_.unk_token);
-    // HF only complains when the unknown token is needed; so do we (it is then skipped).
-  }
+  // HF only complains about a missing unknown token when it is needed; we then skip the character.
+  if (options_.unk_token) unk_id_ = vocab_.find(*options_.unk_token);
   for (int b = 0; b < 256; ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     byte_ids_[b] = vocab_.find(name).value_or(-1);
   }
-  merge_keys_.assign(table_capacity(merges.size()), ~0ULL);
-  merge_values_.resize(merge_keys_.size());
-  const size_t mask = merge_keys_.size() - 1;
-  const size_t prefix_len = options_.continuing_subword_prefix.size();
+  size_t capacity = 16;
+  while (capacity * 7 < merges.size() * 10) capacity <<= 1;  // load factor <= 0.7
+  merge_slots_.assign(capacity, MergeSlot{kEmptySlot, {0, 0}});
+  const size_t mask = capacity - 1;
+  const std::string& prefix = options_.continuing_subword_prefix;
   std::string joined;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const auto& [left, right] = merges[rank];
-    const auto left_id = vocab_.find(left);
-    const auto right_id = vocab_.find(right);
-    if (!left_id || !right_id)
-      fail("[", where, "] expected merge #", rank, " '", left, " ", right,
-           "' to join vocabulary tokens, found '", !left_id ? left : right,
-           "' missing from model.vocab");
+    const auto [left_id, right_id] = merges[rank];
+    const std::string* left = vocab_.token(left_id);
+    const std::string* right = vocab_.token(right_id);
+    if (!left || !right)
+      fail("[", where, "] expected merge #", rank, " to join vocabulary ids, found ",
+           !left ? left_id : right_id);
     // With a continuing-subword prefix ("##"), the right part loses it when joined.
-    joined = left;
-    if (prefix_len > 0 && right.compare(0, prefix_len, options_.continuing_subword_prefix) == 0)
-      joined.append(right, prefix_len);
+    joined = *left;
+    if (!prefix.empty() && right->compare(0, prefix.size(), prefix) == 0)
+      joined.append(*right, prefix.size());
     else
-      joined += right;
+      joined += *right;
     const auto new_id = vocab_.find(joined);
     if (!new_id)
-      fail("[", where, "] expected the result '", joined, "' of merge #", rank, " '", left, " ",
-           right, "' in model.vocab, found it missing");
-    const uint64_t key = (static_cast<uint64_t>(*left_id) << 32) | static_cast<uint32_t>(*right_id);
+      fail("[", where, "] expected the result '", joined, "' of merge #", rank, " '", *left, " ",
+           *right, "' in the vocabulary, found it missing");
+    const uint64_t key = (static_cast<uint64_t>(left_id) << 32) | static_cast<uint32_t>(right_id);
     size_t slot = mix(key) & mask;
-    while (merge_keys_[slot] != ~0ULL && merge_keys_[slot] != key) slot = (slot + 1) & mask;
-    if (merge_keys_[slot] == ~0ULL) ++merge_count_;
+    while (merge_slots_[slot].key != kEmptySlot && merge_slots_[slot].key != key)
+      slot = (slot + 1) & mask;
+    if (merge_slots_[slot].key == kEmptySlot) ++merge_count_;
     // A repeated merge keeps its last rank, as HF's HashMap collection does.
-    merge_keys_[slot] = key;
-    merge_values_[slot] = {static_cast<int32_t>(rank), *new_id};
+    merge_slots_[slot] = {key, {static_cast<int32_t>(rank), *new_id}};
   }
 }
 
 const BpeModel::MergeValue* BpeModel::find_merge(TokenId left, TokenId right) const {
   const uint64_t key = (static_cast<uint64_t>(left) << 32) | static_cast<uint32_t>(right);
-  const size_t mask = merge_keys_.size() - 1;
+  const size_t mask = merge_slots_.size() - 1;
   for (size_t slot = mix(key) & mask;; slot = (slot + 1) & mask) {
-    if (merge_keys_[slot] == key) return &merge_values_[slot];
-    if (merge_keys_[slot] == ~0ULL) return nullptr;
+    if (merge_slots_[slot].key == key) return &merge_slots_[slot].value;
+    if (merge_slots_[slot].key == kEmptySlot) return nullptr;
   }
 }
 
@@ -347,9 +368,8 @@ std::optional<std::string> optional_string(const nlohmann::json& spec, const cha
 
 }  // namespace
 
-std::unique_ptr<Model> make_model(const nlohmann::json& spec,
-                                  std::vector<std::pair<std::string, int64_t>> vocab,
-                                  const std::vector<MergeRule>& merges, std::string_view where) {
+std::unique_ptr<Model> make_model(const nlohmann::json& spec, Vocab vocab,
+                                  const std::vector<MergePair>& merges, std::string_view where) {
   if (!spec.is_object())
     fail("[", where, "] expected \"model\" to be an object, found ", spec.dump().substr(0, 120));
   std::string type;
@@ -382,8 +402,7 @@ std::unique_ptr<Model> make_model(const nlohmann::json& spec,
     options.fuse_unk = json_bool(spec, "fuse_unk", where, context, false);
     options.byte_fallback = json_bool(spec, "byte_fallback", where, context, false);
     options.ignore_merges = json_bool(spec, "ignore_merges", where, context, false);
-    return std::make_unique<BpeModel>(Vocab(std::move(vocab), where), merges, std::move(options),
-                                      where);
+    return std::make_unique<BpeModel>(std::move(vocab), merges, std::move(options), where);
   }
   if (type == "WordPiece") {
     WordPieceOptions options;
@@ -392,13 +411,11 @@ std::unique_ptr<Model> make_model(const nlohmann::json& spec,
         json_string(spec, "continuing_subword_prefix", where, context, std::string("##"));
     if (spec.contains("max_input_chars_per_word") && spec["max_input_chars_per_word"].is_number())
       options.max_input_chars_per_word = spec["max_input_chars_per_word"].get<size_t>();
-    return std::make_unique<WordPieceModel>(Vocab(std::move(vocab), where), std::move(options),
-                                            where);
+    return std::make_unique<WordPieceModel>(std::move(vocab), std::move(options), where);
   }
   if (type == "WordLevel")
     return std::make_unique<WordLevelModel>(
-        Vocab(std::move(vocab), where),
-        json_string(spec, "unk_token", where, context, std::string("<unk>")));
+        std::move(vocab), json_string(spec, "unk_token", where, context, std::string("<unk>")));
   fail("[", where, "] expected model.type BPE, WordPiece or WordLevel, found \"", type, "\"");
 }
 

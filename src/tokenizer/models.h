@@ -38,10 +38,22 @@ class Vocab {
   size_t count_ = 0;
 };
 
-/// One BPE merge rule "a b" as it appears in the file.
+/// One BPE merge rule "a b" as it appears in a file.
 struct MergeRule {
   std::string left, right;
 };
+
+/// A merge rule resolved to the ids of its two parts.
+using MergePair = std::pair<TokenId, TokenId>;
+
+/// Resolves `rule` (merge number `rank`) against `vocab`; an empty string on success, else what
+/// went wrong ("merge #3 'a b' … found 'b' missing from the vocabulary").
+std::string resolve_merge(const Vocab& vocab, std::string_view left, std::string_view right,
+                          size_t rank, MergePair& out);
+
+/// Resolves all `rules`; a part outside the vocabulary is an error naming `where`.
+std::vector<MergePair> resolve_merges(const Vocab& vocab, const std::vector<MergeRule>& rules,
+                                      std::string_view where);
 
 struct BpeOptions {
   std::optional<std::string> unk_token;
@@ -54,9 +66,9 @@ struct BpeOptions {
 
 class BpeModel : public Model {
  public:
-  /// Resolves the merges against `vocab`; a merge naming a token outside the vocabulary (or whose
-  /// result is missing) is an error naming `where` and the merge's index.
-  BpeModel(Vocab vocab, const std::vector<MergeRule>& merges, BpeOptions options,
+  /// `merges` in rank order; a merge whose result is missing from `vocab` is an error naming
+  /// `where` and the merge's index.
+  BpeModel(Vocab vocab, const std::vector<MergePair>& merges, BpeOptions options,
            std::string_view where);
 
   void tokenize(std::string_view word, std::vector<TokenId>& out) const override;
@@ -73,6 +85,11 @@ class BpeModel : public Model {
     int32_t rank;
     TokenId new_id;
   };
+  struct MergeSlot {
+    uint64_t key;  // left << 32 | right; kEmptySlot when free
+    MergeValue value;
+  };
+  static constexpr uint64_t kEmptySlot = ~0ULL;
   const MergeValue* find_merge(TokenId left, TokenId right) const;
   void merge_word(std::string_view word, std::vector<TokenId>& out) const;
 
@@ -80,9 +97,7 @@ class BpeModel : public Model {
   BpeOptions options_;
   std::optional<TokenId> unk_id_;
   std::array<TokenId, 256> byte_ids_{};  // "<0xNN>" tokens for byte fallback, -1 if absent
-  // Open-addressing table (left << 32 | right) -> merge.
-  std::vector<uint64_t> merge_keys_;
-  std::vector<MergeValue> merge_values_;
+  std::vector<MergeSlot> merge_slots_;   // open addressing, linear probing
   size_t merge_count_ = 0;
 
   static constexpr size_t kCacheCapacity = 1 << 16;
@@ -115,10 +130,9 @@ class WordPieceModel : public Model {
   TokenId unk_id_ = 0;
 };
 
-/// Builds the model of tokenizer.json from its `model` object (without the vocabulary and merges,
-/// which the streaming reader hands over separately).
-std::unique_ptr<Model> make_model(const nlohmann::json& spec,
-                                  std::vector<std::pair<std::string, int64_t>> vocab,
-                                  const std::vector<MergeRule>& merges, std::string_view where);
+/// Builds the model of tokenizer.json from its `model` object; the vocabulary and the merges
+/// come separately from the streaming reader.
+std::unique_ptr<Model> make_model(const nlohmann::json& spec, Vocab vocab,
+                                  const std::vector<MergePair>& merges, std::string_view where);
 
 }  // namespace reft::tok

@@ -1,5 +1,10 @@
 // tokenizer_config.json, special_tokens_map.json and added_tokens.json.
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <functional>
 
@@ -27,6 +32,32 @@ std::string read_file_bytes(const std::filesystem::path& path) {
   if (failed || size < 0)
     fail("[", path.string(), "] expected a readable file, found a read error");
   return bytes;
+}
+
+MappedFile::MappedFile(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    fail("[", path.string(), "] expected a readable file, found ",
+         std::filesystem::exists(path) ? "it unreadable" : "no such file");
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    ::close(fd);
+    fail("[", path.string(), "] expected a regular file, found something else");
+  }
+  size_ = static_cast<size_t>(info.st_size);
+  if (size_ > 0) {
+    data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (data_ == MAP_FAILED) {
+      data_ = nullptr;
+      ::close(fd);
+      fail("[", path.string(), "] expected a readable file, found mmap failing");
+    }
+  }
+  ::close(fd);
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
 }
 
 nlohmann::json parse_json(const std::string& text, const std::filesystem::path& path) {

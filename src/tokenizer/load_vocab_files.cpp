@@ -72,11 +72,13 @@ std::unique_ptr<Tokenizer> load_byte_level_bpe(const std::filesystem::path& dir,
                             contains(config.tokenizer_class, "Bart") ||
                             contains(config.tokenizer_class, "Longformer");
   if (roberta_like) {
-    const auto cls = parts.model->token_to_id(role_or(config, "cls_token", "<s>"));
-    const auto sep = parts.model->token_to_id(role_or(config, "sep_token", "</s>"));
+    const std::string cls_token = role_or(config, "cls_token", "<s>");
+    const std::string sep_token = role_or(config, "sep_token", "</s>");
+    const auto cls = parts.model->token_to_id(cls_token);
+    const auto sep = parts.model->token_to_id(sep_token);
     if (!cls || !sep)
-      fail("[", vocab_path.string(), "] expected RoBERTa's cls and sep tokens in the vocabulary, ",
-           "found ", !cls ? "no cls" : "no sep");
+      fail("[", vocab_path.string(), "] expected RoBERTa's cls_token and sep_token in the ",
+           "vocabulary, found no '", !cls ? cls_token : sep_token, "'");
     parts.post_processor = make_roberta_processor(*cls, *sep);
   } else if (config.add_bos_token.value_or(false) || config.add_eos_token.value_or(false)) {
     auto as_id = [](std::optional<int64_t> id) {
@@ -113,11 +115,13 @@ std::unique_ptr<Tokenizer> load_wordpiece(const std::filesystem::path& dir,
                                           config.strip_accents, lowercase);
   parts.pre_tokenizer = make_bert_pre_tokenizer();
   parts.decoder = make_wordpiece_decoder("##", true);
-  const auto cls = parts.model->token_to_id(role_or(config, "cls_token", "[CLS]"));
-  const auto sep = parts.model->token_to_id(role_or(config, "sep_token", "[SEP]"));
+  const std::string cls_token = role_or(config, "cls_token", "[CLS]");
+  const std::string sep_token = role_or(config, "sep_token", "[SEP]");
+  const auto cls = parts.model->token_to_id(cls_token);
+  const auto sep = parts.model->token_to_id(sep_token);
   if (!cls || !sep)
-    fail("[", vocab_path.string(), "] expected BERT's cls and sep tokens in the vocabulary, found ",
-         !cls ? "no cls" : "no sep");
+    fail("[", vocab_path.string(), "] expected BERT's cls_token and sep_token in the vocabulary, ",
+         "found no '", !cls ? cls_token : sep_token, "'");
   parts.post_processor = make_bert_processor(*cls, *sep);
   TokenizerConfig with_defaults = config;
   for (const auto& [role, name] : {std::pair{"unk_token", "[UNK]"},

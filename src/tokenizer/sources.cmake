@@ -13,6 +13,7 @@ list(APPEND REFT_BASE_SOURCES
   src/tokenizer/pre_tokenizers.cpp
   src/tokenizer/regex.cpp
   src/tokenizer/tokenizer.cpp
+  src/tokenizer/tokenizer_builder.cpp
   src/tokenizer/tokenizer_config.cpp
   src/tokenizer/unicode.cpp
 )

@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reft/error.h"
@@ -35,6 +36,10 @@ struct SharedBytes {
     return {std::shared_ptr<const uint8_t>(data, data.get() + offset), length};
   }
 };
+
+/// `text` from a file, fit for an error message: control bytes (and every non-ASCII byte when the
+/// text is not valid UTF-8) as \xNN, cut after `max_len` bytes.
+std::string printable(std::string_view text, size_t max_len = 80);
 
 /// Reads a little-endian unsigned integer of sizeof(T) bytes at `p`.
 template <class T>

@@ -70,33 +70,34 @@ Loaded load_zip(const SharedBytes& file, const std::string& where) {
   const size_t slash = first.find('/');
   if (slash == std::string::npos)
     fail("[", where, "] expected zip entries inside one folder (<archive>/data.pkl), found '",
-         first, "'; not a torch.save file");
+         pickle::printable(first), "'; not a torch.save file");
   const std::string prefix = first.substr(0, slash + 1);
   auto record = [&](const std::string& name) { return zip.find(prefix + name); };
 
   const pickle::ZipEntry* pkl = record("data.pkl");
   if (!pkl)
-    fail("[", where, "] expected a record ", prefix,
+    fail("[", where, "] expected a record ", pickle::printable(prefix),
          "data.pkl, found none; not a torch.save file "
          "(a TorchScript archive, for instance, is not supported)");
   const pickle::ZipEntry* version = record(".data/version");
   if (!version) version = record("version");
-  if (!version) fail("[", where, "] expected a record ", prefix, "version, found none");
+  if (!version)
+    fail("[", where, "] expected a record ", pickle::printable(prefix), "version, found none");
   const SharedBytes version_bytes = zip.read(*version);
   std::string v(reinterpret_cast<const char*>(version_bytes.data.get()), version_bytes.size);
   while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ')) v.pop_back();
   if (v.empty() || v.size() > 3 || v.find_first_not_of("0123456789") != std::string::npos ||
       std::stoi(v) < 1 || std::stoi(v) > 20)
-    fail("[", where, "] expected a format version from 1 to 20 in ", version->name, ", found '",
-         v.substr(0, 32), "'");
+    fail("[", where, "] expected a format version from 1 to 20 in ",
+         pickle::printable(version->name), ", found '", pickle::printable(v, 32), "'");
 
   bool big_endian = false;
   if (const pickle::ZipEntry* order = record("byteorder")) {
     const SharedBytes b = zip.read(*order);
     const std::string text(reinterpret_cast<const char*>(b.data.get()), b.size);
     if (text != "little" && text != "big")
-      fail("[", where, "] expected 'little' or 'big' in ", order->name, ", found '",
-           text.substr(0, 32), "'");
+      fail("[", where, "] expected 'little' or 'big' in ", pickle::printable(order->name),
+           ", found '", pickle::printable(text, 32), "'");
     big_endian = text == "big";
   }
 
@@ -114,11 +115,14 @@ Loaded load_zip(const SharedBytes& file, const std::string& where) {
     auto it = roots.find(s.key);
     if (it == roots.end()) {
       const pickle::ZipEntry* e = record("data/" + s.key);
-      if (!e) fail("[", where, "] expected a record ", prefix, "data/", s.key, ", found none");
+      if (!e)
+        fail("[", where, "] expected a record ", pickle::printable(prefix + "data/" + s.key),
+             ", found none");
       const int64_t item = element_size(s.dtype);
       if (e->size != static_cast<uint64_t>(s.numel) * static_cast<uint64_t>(item))
-        fail("[", where, ": ", e->name, "] expected ", s.numel, " ", scalar_type_name(s.dtype),
-             " elements (", s.numel * item, " bytes), found ", e->size, " bytes");
+        fail("[", where, ": ", pickle::printable(e->name), "] expected ", s.numel, " ",
+             scalar_type_name(s.dtype), " elements (", s.numel * item, " bytes), found ", e->size,
+             " bytes");
       SharedBytes bytes = zip.read(*e);
       if (big_endian && item > 1) bytes = byteswapped(bytes.span(), item);
       it = roots.emplace(s.key, std::move(bytes)).first;
@@ -160,13 +164,14 @@ Loaded load_legacy(const SharedBytes& file, const std::string& where) {
     if (key->kind != NodeKind::kString) fail("[", where, "] expected storage keys as str");
     auto found = by_key.find(key->s);
     if (found == by_key.end())
-      fail("[", where, "] storage key '", key->s, "' is listed but never used");
+      fail("[", where, "] storage key '", pickle::printable(key->s), "' is listed but never used");
     const pickle::StorageRef* s = found->second;
-    if (roots.count(key->s)) fail("[", where, "] storage key '", key->s, "' is listed twice");
+    if (roots.count(key->s))
+      fail("[", where, "] storage key '", pickle::printable(key->s), "' is listed twice");
     const int64_t numel = in.le<int64_t>("storage header");
     if (numel != s->numel)
-      fail("[", where, "] storage '", key->s, "': expected ", s->numel, " elements, found ", numel,
-           " in its header");
+      fail("[", where, "] storage '", pickle::printable(key->s), "': expected ", s->numel,
+           " elements, found ", numel, " in its header");
     const uint64_t nbytes =
         static_cast<uint64_t>(numel) * static_cast<uint64_t>(element_size(s->dtype));
     const size_t at = in.position();
@@ -178,7 +183,8 @@ Loaded load_legacy(const SharedBytes& file, const std::string& where) {
          " more bytes");
   for (const auto& s : storages) {
     auto it = roots.find(s.key);
-    if (it == roots.end()) fail("[", where, "] storage '", s.key, "' has no data in the file");
+    if (it == roots.end())
+      fail("[", where, "] storage '", pickle::printable(s.key), "' has no data in the file");
     out.views.push_back(view_of(it->second, s));
   }
   return out;
@@ -291,8 +297,8 @@ TensorDict to_state_dict(PickleValue value, const std::string& where) {
     if (key.kind() != PickleValue::Kind::kString)
       fail("[", where, "] expected str keys in the state dict, found a ", kind_name(key.kind()));
     if (v.kind() != PickleValue::Kind::kTensor)
-      fail("[", where, "] state dict entry '", key.as_string(), "': expected a tensor, found a ",
-           kind_name(v.kind()));
+      fail("[", where, "] state dict entry '", pickle::printable(key.as_string()),
+           "': expected a tensor, found a ", kind_name(v.kind()));
     out.emplace_back(key.as_string(), std::move(v.as_tensor()));
   }
   return out;

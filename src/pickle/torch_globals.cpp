@@ -113,7 +113,7 @@ Node* Unpickler::persistent_load(const Node* pid, size_t pos) {
   }
   for (const auto& s : storages_) {
     if (s.key == a[2]->s && (s.dtype != *dtype || s.numel != numel))
-      bad("storage '", s.key, "' was first named as ", s.numel, " elements of ",
+      bad("storage '", printable(s.key), "' was first named as ", s.numel, " elements of ",
           scalar_type_name(s.dtype), ", now as ", numel, " elements of ", scalar_type_name(*dtype));
   }
   auto [it, inserted] = storage_by_key_.emplace(view_key, storages_.size());
@@ -122,7 +122,7 @@ Node* Unpickler::persistent_load(const Node* pid, size_t pos) {
   } else {
     const StorageRef& s = storages_[it->second];
     if (s.view_offset != view_offset || s.view_numel != view_numel)
-      bad("storage view '", view_key, "' was named twice with different ranges");
+      bad("storage view '", printable(view_key), "' was named twice with different ranges");
   }
   Node* n = make(NodeKind::kStorage);
   n->i = static_cast<int64_t>(it->second);
@@ -183,7 +183,7 @@ Node* Unpickler::rebuild_tensor(const std::vector<Node*>& a, bool v2, size_t pos
   }
   if (numel == 0 ? t.storage_offset > s.view_numel : last >= s.view_numel)
     bad("the view (offset ", t.storage_offset, ", last element ", last,
-        ") reaches beyond storage '", s.key, "' of ", s.view_numel, " elements");
+        ") reaches beyond storage '", printable(s.key), "' of ", s.view_numel, " elements");
   tensors_.push_back(std::move(t));
   Node* n = make(NodeKind::kTensor);
   n->i = static_cast<int64_t>(tensors_.size() - 1);

@@ -186,6 +186,21 @@ bool is_valid_utf8(std::span<const uint8_t> s) {
   return true;
 }
 
+std::string printable(std::string_view text, size_t max_len) {
+  const bool utf8 = is_valid_utf8({reinterpret_cast<const uint8_t*>(text.data()), text.size()});
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < max_len; ++i) {
+    const auto c = static_cast<uint8_t>(text[i]);
+    if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
+      out += str("\\x", "0123456789abcdef"[c >> 4], "0123456789abcdef"[c & 15]);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_len) out += "…";
+  return out;
+}
+
 std::string_view node_kind_name(NodeKind kind) {
   switch (kind) {
     case NodeKind::kNone:
@@ -371,7 +386,7 @@ Node* Unpickler::load(ByteReader& in) {
   auto push_global = [&](std::string module, std::string name) {
     const std::string full = module + "." + name;
     if (!is_callable_global(full) && !storage_class_type(full))
-      bad("unsupported global '", full, "'; only ", allowed_globals(),
+      bad("unsupported global '", printable(full), "'; only ", allowed_globals(),
           " are allowed (the file pickles other objects, or is malicious)");
     push_new(NodeKind::kGlobal)->s = full;
   };
@@ -597,9 +612,8 @@ Node* Unpickler::load(ByteReader& in) {
       case kPersId: {
         const std::string id = in.line(kMaxGlobalName, "PERSID");
         fail("[", where_, "] pickle byte ", pos,
-             " (PERSID): expected a ('storage', …) tuple as "
-             "persistent id, found the text id '",
-             id, "'");
+             " (PERSID): expected a ('storage', …) tuple as persistent id, found the text id '",
+             printable(id), "'");
       }
       default:
         bad("unsupported pickle opcode; torch.save files do not use it, so the file is corrupt");

@@ -212,9 +212,10 @@ ZipReader::ZipReader(SharedBytes file, std::string where)
     cd.take(comment_len, "entry comment");
     apply_zip64_extra(extra, e.size, e.compressed_size, local_offset, disk, where_);
     if (disk != 0 && disk != 0xffff)
-      fail("[", where_, "] zip entry '", e.name, "': expected disk 0, found disk ", disk);
+      fail("[", where_, "] zip entry '", printable(e.name), "': expected disk 0, found disk ",
+           disk);
 
-    const std::string what = where_ + ": " + e.name;
+    const std::string what = where_ + ": " + printable(e.name);
     if (e.name.empty()) fail("[", where_, "] zip entry ", i, " has an empty name");
     if (flags & 1) fail("[", what, "] expected an unencrypted zip entry, found an encrypted one");
     if (e.method != 0 && e.method != 8)
@@ -242,7 +243,7 @@ ZipReader::ZipReader(SharedBytes file, std::string where)
     local.take(local_extra_len, "local header extra field");
     if (!std::equal(local_name.begin(), local_name.end(), name.begin(), name.end()))
       fail("[", what, "] local header names '",
-           std::string(reinterpret_cast<const char*>(local_name.data()), local_name.size()),
+           printable({reinterpret_cast<const char*>(local_name.data()), local_name.size()}),
            "', expected the central directory's name; the file is corrupt");
     if (e.compressed_size > local.remaining())
       fail("[", what, "] expected ", e.compressed_size, " bytes of data at byte ",
@@ -251,7 +252,7 @@ ZipReader::ZipReader(SharedBytes file, std::string where)
     e.data_offset = local_offset + local.position();
 
     if (!by_name_.emplace(e.name, entries_.size()).second)
-      fail("[", where_, "] zip entry '", e.name, "' appears twice; the file is corrupt");
+      fail("[", where_, "] zip entry '", printable(e.name), "' appears twice; the file is corrupt");
     entries_.push_back(std::move(e));
   }
   if (!cd.at_end())
@@ -265,7 +266,7 @@ const ZipEntry* ZipReader::find(std::string_view name) const {
 }
 
 SharedBytes ZipReader::read(const ZipEntry& entry) const {
-  const std::string what = where_ + ": " + entry.name;
+  const std::string what = where_ + ": " + printable(entry.name);
   SharedBytes out;
   const auto packed = file_.span().subspan(entry.data_offset, entry.compressed_size);
   if (entry.method == 0) {

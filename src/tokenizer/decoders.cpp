@@ -182,14 +182,23 @@ class WordPieceDecoder : public Decoder {
         if (!prefix_.empty() && token.compare(0, prefix_.size(), prefix_) == 0)
           token.erase(0, prefix_.size());
         else
-          token.insert(0, " ");
+          token = " " + token;
       }
       if (cleanup_) {
         token = clean_up_tokenization(std::move(token));
         // HF's WordPiece cleanup has one rule more than transformers' clean-up.
-        for (size_t pos = token.find(" do not"); pos != std::string::npos;
-             pos = token.find(" do not", pos + 6))
-          token.replace(pos, 7, " don't");
+        const size_t pos = token.find(" do not");
+        if (pos != std::string::npos) {
+          std::string fixed;
+          size_t prev = 0;
+          for (size_t at = pos; at != std::string::npos; at = token.find(" do not", prev)) {
+            fixed.append(token, prev, at - prev);
+            fixed.append(" don't");
+            prev = at + 7;
+          }
+          fixed.append(token, prev);
+          token = std::move(fixed);
+        }
       }
     }
   }
@@ -226,7 +235,7 @@ size_t json_count(const nlohmann::json& spec, const char* key, std::string_view 
                   std::string_view context) {
   const auto it = spec.find(key);
   if (it == spec.end() || it->is_null()) return 0;
-  if (!it->is_number_unsigned())
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
     fail("[", where, "] expected ", context, " \"", key, "\" to be a count, found ", it->dump());
   return it->get<size_t>();
 }

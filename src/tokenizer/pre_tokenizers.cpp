@@ -149,7 +149,7 @@ class ByteLevelPreTokenizer : public PreTokenizer {
     out.reserve(pieces.size());
     for (auto& piece : pieces) {
       if (add_prefix_space_ && (piece.text.empty() || piece.text[0] != ' '))
-        piece.text.insert(0, " ");
+        piece.text = " " + piece.text;
       if (regex_)
         split_piece(piece, regex_->find_all(piece.text), SplitBehavior::kIsolated, false, out);
       else if (!piece.text.empty())

@@ -179,7 +179,7 @@ void BpeModel::tokenize(std::string_view word, std::vector<TokenId>& out) const 
   const bool cacheable = word.size() <= kMaxCachedWordBytes;
   if (cacheable) {
     std::lock_guard lock(cache_mutex_);
-    if (const auto it = cache_.find(std::string(word)); it != cache_.end()) {
+    if (const auto it = cache_.find(word); it != cache_.end()) {
       out.insert(out.end(), it->second.begin(), it->second.end());
       return;
     }

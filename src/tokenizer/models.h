@@ -103,7 +103,11 @@ class BpeModel : public Model {
   static constexpr size_t kCacheCapacity = 1 << 16;
   static constexpr size_t kMaxCachedWordBytes = 256;
   mutable std::mutex cache_mutex_;
-  mutable std::unordered_map<std::string, std::vector<TokenId>> cache_;
+  struct WordHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view word) const { return std::hash<std::string_view>{}(word); }
+  };
+  mutable std::unordered_map<std::string, std::vector<TokenId>, WordHash, std::equal_to<>> cache_;
 };
 
 struct WordPieceOptions {

@@ -35,6 +35,7 @@ void split_piece(const Piece& piece, const MatchRanges& matches, SplitBehavior b
                  bool invert, std::vector<Piece>& out) {
   const std::string& text = piece.text;
   std::vector<Span> spans;
+  spans.reserve(2 * matches.size() + 1);
   size_t prev = 0;
   for (const auto& [begin, end] : matches) {
     if (prev != begin) spans.push_back({prev, begin, invert});
@@ -44,6 +45,8 @@ void split_piece(const Piece& piece, const MatchRanges& matches, SplitBehavior b
   if (prev != text.size()) spans.push_back({prev, text.size(), invert});
 
   std::vector<Span> kept;
+  kept.reserve(spans.size());
+  out.reserve(out.size() + spans.size());
   switch (behavior) {
     case SplitBehavior::kRemoved:
       kept = spans;

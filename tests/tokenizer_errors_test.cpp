@@ -146,7 +146,12 @@ TEST(TokenizerErrors, MalformedSideFiles) {
   expect_error([&] { Tokenizer::load(dir.path()); }, {"special_tokens_map.json"});
   std::filesystem::remove(dir / "special_tokens_map.json");
 
-  write(dir / "tokenizer.model", "this is not a protobuf \x01\x02\x03");
+  write(dir / "tokenizer.model", "IQ== 0\nIg== 1\n");  // tiktoken text, not SentencePiece
+  EXPECT_NE(Tokenizer::load(dir.path())->description().find("tokenizer.json"), std::string::npos)
+      << "the auto backend passes over a tokenizer.model that is not a protobuf";
+  expect_error([&] { Tokenizer::load(dir.path(), {.backend = TokenizerBackend::kSentencePiece}); },
+               {"tokenizer.model"});
+  write(dir / "tokenizer.model", "\x0a\x05hello\x12\xff");
   expect_error([&] { Tokenizer::load(dir.path()); }, {"tokenizer.model"});
   write(dir / "tokenizer.model", "");
   expect_error([&] { Tokenizer::load(dir.path()); }, {"tokenizer.model", "empty"});

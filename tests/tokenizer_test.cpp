@@ -17,7 +17,10 @@ using reft::TokenizerBackend;
 
 std::string show(const std::vector<int64_t>& ids) {
   std::string out = "[";
-  for (size_t k = 0; k < ids.size(); ++k) out += (k ? "," : "") + std::to_string(ids[k]);
+  for (size_t k = 0; k < ids.size(); ++k) {
+    if (k) out += ',';
+    out += std::to_string(ids[k]);
+  }
   return out + "]";
 }
 

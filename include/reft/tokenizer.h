@@ -38,8 +38,8 @@ struct Encoding {
 
 /// Which files of a model folder `Tokenizer::load` reads.
 enum class TokenizerBackend {
-  kAuto,           ///< tokenizer.model if present, else tokenizer.json, else the vocab files
-  kJson,           ///< tokenizer.json (fast-tokenizer semantics, as transformers.js)
+  kAuto,  ///< tokenizer.model if it is SentencePiece, else tokenizer.json, else vocab files
+  kJson,  ///< tokenizer.json (fast-tokenizer semantics, as transformers.js)
   kSentencePiece,  ///< tokenizer.model (slow-tokenizer semantics)
   kVocabFiles,     ///< vocab.json + merges.txt, or vocab.txt
 };

@@ -2,6 +2,8 @@
 
 #include "reft/tokenizer.h"
 
+#include <cstdio>
+
 #include "reft/error.h"
 #include "tokenizer/loading.h"
 
@@ -19,13 +21,23 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir,
          fs::exists(dir) ? "a file" : "no such folder");
   const bool has_json = fs::exists(dir / "tokenizer.json");
   const bool has_sp = fs::exists(dir / "tokenizer.model");
+  // A SentencePiece ModelProto starts with its first piece (field 1, length-delimited: 0x0A);
+  // some repos ship a tiktoken text file under the same name, which the auto backend passes over
+  // when tokenizer.json is there.
+  const bool sp_is_protobuf = has_sp && [&] {
+    std::FILE* file = std::fopen((dir / "tokenizer.model").c_str(), "rb");
+    if (!file) return true;  // let the loader report it
+    const int first = std::fgetc(file);
+    std::fclose(file);
+    return first == 0x0A || first == EOF;  // an empty file is reported by the loader
+  }();
   const bool has_bpe_files = fs::exists(dir / "vocab.json") || fs::exists(dir / "merges.txt");
   const bool has_vocab_files = has_bpe_files || fs::exists(dir / "vocab.txt");
   tok::TokenizerConfig config = tok::read_tokenizer_config(dir);
   config.honor_clean_up = options.clean_up_tokenization_spaces;
   switch (options.backend) {
     case TokenizerBackend::kAuto:
-      if (has_sp) return tok::load_sentencepiece(dir, config);
+      if (has_sp && (sp_is_protobuf || !has_json)) return tok::load_sentencepiece(dir, config);
       if (has_json) return tok::load_tokenizer_json(dir, config);
       if (has_vocab_files) return tok::load_vocab_files(dir, config);
       fail("[", dir.string(),

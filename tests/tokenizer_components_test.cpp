@@ -120,6 +120,13 @@ TEST(TokenizerComponents, Decoders) {
   EXPECT_EQ(decode({{"type", "ByteLevel"}}, {"\u0120Hello", "\u0120w\u00C3\u00B6rld"}),
             " Hello w\u00F6rld");
   EXPECT_EQ(decode({{"type", "ByteLevel"}}, {"\u00E2\u0124"}), "\uFFFD") << "partial sequence";
+  const std::unordered_set<std::string> added = {"<|\u00FC|>"};
+  auto byte_level = reft::tok::make_decoder({{"type", "ByteLevel"}}, "test");
+  byte_level->bind_added_tokens(&added);
+  Strings tokens = {"\u0120a", "<|\u00FC|>", "\u00C3\u00BC", "  raw"};
+  byte_level->decode_chain(tokens);
+  EXPECT_EQ(tokens, (Strings{" a<|\u00FC|>\u00FC  raw"}))
+      << "added tokens and tokens outside the byte alphabet stay verbatim";
   EXPECT_EQ(decode({{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 1}}, {"  a  "}),
             " a ");
   EXPECT_EQ(

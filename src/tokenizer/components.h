@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "tokenizer/regex.h"
@@ -76,6 +77,8 @@ class Decoder {
   virtual ~Decoder() = default;
   /// Rewrites the token strings (HF `decode_chain`); the caller joins what remains.
   virtual void decode_chain(std::vector<std::string>& tokens) const = 0;
+  /// Tells the decoder which token strings are added tokens (the set outlives the decoder).
+  virtual void bind_added_tokens(const std::unordered_set<std::string>* added) {}
 };
 
 std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& spec, std::string_view where);

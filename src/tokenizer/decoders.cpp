@@ -15,36 +15,48 @@ class SequenceDecoder : public Decoder {
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& step : steps_) step->decode_chain(tokens);
   }
+  void bind_added_tokens(const std::unordered_set<std::string>* added) override {
+    for (const auto& step : steps_) step->bind_added_tokens(added);
+  }
 
  private:
   std::vector<std::unique_ptr<Decoder>> steps_;
 };
 
-// Maps the byte-level alphabet back to bytes over all tokens at once, then decodes the bytes
-// lossily (a token with characters outside the alphabet, e.g. an added token, keeps its bytes).
+// Maps the byte-level alphabet back to bytes and decodes them lossily. Added tokens are kept
+// verbatim between the byte runs, as transformers.js does (HF maps them through the alphabet too,
+// which only differs for added tokens with non-ASCII characters); so is a token with characters
+// outside the alphabet.
 class ByteLevelDecoder : public Decoder {
  public:
   void decode_chain(std::vector<std::string>& tokens) const override {
-    std::string bytes;
+    std::string out, bytes;
     for (const auto& token : tokens) {
+      if (added_ && added_->count(token)) {
+        out += utf8_lossy(bytes);
+        bytes.clear();
+        out += token;
+        continue;
+      }
       const size_t mark = bytes.size();
-      bool mapped = true;
       size_t i = 0;
       while (i < token.size()) {
         const int b = byte_level_byte(next_code_point(token, i));
         if (b < 0) {
-          mapped = false;
+          bytes.resize(mark);
+          bytes += token;
           break;
         }
         bytes.push_back(static_cast<char>(b));
       }
-      if (!mapped) {
-        bytes.resize(mark);
-        bytes += token;
-      }
     }
-    tokens = {utf8_lossy(bytes)};
+    out += utf8_lossy(bytes);
+    tokens = {std::move(out)};
   }
+  void bind_added_tokens(const std::unordered_set<std::string>* added) override { added_ = added; }
+
+ private:
+  const std::unordered_set<std::string>* added_ = nullptr;
 };
 
 class ReplaceDecoder : public Decoder {

@@ -14,6 +14,8 @@ PipelineTokenizer::PipelineTokenizer(Parts parts, Roles roles) : parts_(std::mov
     if (token.special) special_.insert(token.id);
   }
   special_.insert(parts_.extra_special.begin(), parts_.extra_special.end());
+  for (const auto& token : parts_.added.tokens()) added_contents_.insert(token.content);
+  if (parts_.decoder) parts_.decoder->bind_added_tokens(&added_contents_);
   bos_id_ = roles.bos;
   eos_id_ = roles.eos;
   pad_id_ = roles.pad;

@@ -53,6 +53,7 @@ class PipelineTokenizer : public Tokenizer {
 
   Parts parts_;
   std::unordered_set<TokenId> special_;
+  std::unordered_set<std::string> added_contents_;  // for the decoder
   int64_t vocab_size_ = 0;
 };
 

@@ -19,12 +19,6 @@ using test::TempDir;
 using test::tensors_close;
 namespace fs = std::filesystem;
 
-bool architecture_supported(const fs::path& model_dir) {
-  const auto config = read_json_file(model_dir / "config.json");
-  const auto archs = supported_architectures();
-  return std::find(archs.begin(), archs.end(), config["architectures"][0].get<std::string>()) != archs.end();
-}
-
 // Every golden/models/<name>.safetensors against ../models/<name>: logits and hidden states of
 // every case at the real (unpadded) positions.
 TEST(GoldenForward, AllModels) {
@@ -34,7 +28,7 @@ TEST(GoldenForward, AllModels) {
     const std::string name = file.stem().string();
     const fs::path model_dir = test::shared_dir() / "models" / name;
     if (!fs::exists(model_dir / "config.json")) continue;
-    if (!architecture_supported(model_dir)) {
+    if (!test::architecture_supported(model_dir)) {
       std::cout << "[ SKIPPED  ] " << name << ": architecture not supported yet\n";
       continue;
     }

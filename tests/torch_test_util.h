@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "reft/model.h"
 #include "reft/presets.h"
 #include "test_util.h"
 
@@ -38,6 +39,15 @@ inline ::testing::AssertionResult tensors_close(const std::string& what, torch::
     out << " [" << k << "] " << a[k].item<double>() << " vs " << e[k].item<double>();
   }
   return ::testing::AssertionFailure() << out.str();
+}
+
+/// Whether load_model supports the architecture of the model folder (tests over golden folders
+/// report the others as skipped).
+inline bool architecture_supported(const std::filesystem::path& model_dir) {
+  std::ifstream in(model_dir / "config.json");
+  const auto config = nlohmann::json::parse(in);
+  const auto archs = supported_architectures();
+  return std::find(archs.begin(), archs.end(), config["architectures"][0].get<std::string>()) != archs.end();
 }
 
 /// A random LLaMA-family model written into `dir` (config overrides merged into a tiny base).

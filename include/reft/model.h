@@ -35,9 +35,13 @@ Component parse_component(std::string_view name);
 
 /// Receives the hidden state (B, T, D) at each site of a forward and returns it, edited or not.
 /// `wants` is asked first, so a site with nothing attached costs one virtual call.
+struct ForwardInput;
 class SiteHooks {
  public:
   virtual ~SiteHooks() = default;
+  /// Called once at the start of every forward that carries these hooks (before any site), with
+  /// the forward's input: the batch shape, mask and cache state (past = cache->length).
+  virtual void begin_forward(const ForwardInput& input) {}
   virtual bool wants(int layer, Component component) const = 0;
   virtual torch::Tensor at_site(int layer, Component component, const torch::Tensor& hidden) = 0;
 };

@@ -144,6 +144,7 @@ ForwardOutput LlamaModel::forward(const ForwardInput& input) {
   }
   if (input.output_hidden_states) out.hidden_states.push_back(h);
   SiteHooks* hooks = input.hooks;
+  if (hooks) hooks->begin_forward(input);
   auto site = [&](int l, Component c, torch::Tensor x) {
     return hooks && hooks->wants(l, c) ? hooks->at_site(l, c, x) : x;
   };

@@ -10,6 +10,7 @@
 #include "reft/error.h"
 #include "reft/generate.h"
 #include "reft/model.h"
+#include "reft/presets.h"
 #include "reft/runtime.h"
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
@@ -192,6 +193,21 @@ int run_inspect(const Args& args) {
   return 0;
 }
 
+// ---- init-model ----
+
+int run_init_model(const Args& args) {
+  apply_runtime_flags(args);
+  const std::string preset = args.get("preset");
+  const std::string out = args.get("out");
+  const int64_t seed = args.get_int("seed");
+  if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
+  write_preset_model(preset, out, static_cast<uint64_t>(seed));
+  auto model = load_model(out);
+  std::cerr << "wrote " << out << ": " << model->info().architecture << " preset '" << preset << "', "
+            << model->num_parameters() << " parameters, seed " << seed << "\n";
+  return 0;
+}
+
 }  // namespace
 
 std::vector<Command> model_commands() {
@@ -247,6 +263,17 @@ std::vector<Command> model_commands() {
            {"tensors", "", "", "also list every weight with its shape"},
        }),
        run_inspect},
+      {"init-model",
+       "Write a small seeded random LLaMA in real HuggingFace format (config.json, generation_config.json, "
+       "model.safetensors, tokenizer.json): the built-in default for demos and tests. Presets: tiny, llama-110m.",
+       "--preset tiny|llama-110m --out DIR [--seed S]",
+       with_runtime({
+           {"preset", "NAME", "tiny", "tiny (hidden 64, 4 layers, vocab 512) or llama-110m (hidden 768, 12 layers, "
+                                      "vocab 32000)"},
+           {"out", "DIR", "", "output folder"},
+           {"seed", "S", "0", "random seed of the weights"},
+       }),
+       run_init_model},
   };
 }
 

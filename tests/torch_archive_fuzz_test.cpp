@@ -288,7 +288,7 @@ TEST(TorchArchiveFuzz, MutatedContainersFailCleanly) {
 
   int failures = 0;
   uint64_t seed = 1;
-  for (const auto& t : targets) fuzz_bytes(t, 800, seed++, failures);
+  for (const auto& t : targets) fuzz_bytes(t, 600, seed++, failures);
 }
 
 TEST(TorchArchiveFuzz, MutatedPicklesFailCleanly) {
@@ -299,7 +299,7 @@ TEST(TorchArchiveFuzz, MutatedPicklesFailCleanly) {
   const Bytes pkl(pkl_span.begin(), pkl_span.end());
   Mutator m(99);
   int failures = 0;
-  for (int i = 0; i < 2500 && failures < 5; ++i) {
+  for (int i = 0; i < 2000 && failures < 5; ++i) {
     std::string kind;
     Bytes mutated = m.mutate(pkl, kind);
     for (size_t extra = m.below(3); extra-- > 0;) mutated = m.mutate(std::move(mutated), kind);

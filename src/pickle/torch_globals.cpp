@@ -111,17 +111,19 @@ Node* Unpickler::persistent_load(const Node* pid, size_t pos) {
       bad("the view [", view_offset, ", +", view_numel, ") lies outside the storage of ", numel,
           " elements");
   }
-  for (const auto& s : storages_) {
-    if (s.key == a[2]->s && (s.dtype != *dtype || s.numel != numel))
+  if (auto root = root_by_key_.find(a[2]->s); root != root_by_key_.end()) {
+    const StorageRef& s = storages_[root->second];
+    if (s.dtype != *dtype || s.numel != numel)
       bad("storage '", printable(s.key), "' was first named as ", s.numel, " elements of ",
           scalar_type_name(s.dtype), ", now as ", numel, " elements of ", scalar_type_name(*dtype));
   }
   auto [it, inserted] = storage_by_key_.emplace(view_key, storages_.size());
   if (inserted) {
     storages_.push_back({a[2]->s, *dtype, numel, a[3]->s, view_offset, view_numel});
+    root_by_key_.emplace(a[2]->s, storages_.size() - 1);
   } else {
     const StorageRef& s = storages_[it->second];
-    if (s.view_offset != view_offset || s.view_numel != view_numel)
+    if (s.key != a[2]->s || s.view_offset != view_offset || s.view_numel != view_numel)
       bad("storage view '", printable(view_key), "' was named twice with different ranges");
   }
   Node* n = make(NodeKind::kStorage);

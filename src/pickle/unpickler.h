@@ -112,6 +112,7 @@ class Unpickler {
   std::vector<std::unique_ptr<Node>> arena_;
   std::vector<StorageRef> storages_;
   std::unordered_map<std::string, size_t> storage_by_key_;  // view key (or root key) → index
+  std::unordered_map<std::string, size_t> root_by_key_;     // root key → first index naming it
   std::vector<TensorMeta> tensors_;
 };
 

@@ -135,12 +135,17 @@ void apply_zip64_extra(std::span<const uint8_t> extra, uint64_t& size, uint64_t&
     fail("[", where, "] expected a zip64 extra field for a saturated size or offset, found none");
 }
 
-void inflate_into(std::span<const uint8_t> in, std::vector<uint8_t>& out, const std::string& what) {
+// Inflates a raw DEFLATE stream that must yield exactly `size` bytes. The buffer grows with the
+// output (zlib allows a new output buffer between calls), so a header that lies about the size
+// cannot make us allocate it up front.
+std::vector<uint8_t> inflate_exact(std::span<const uint8_t> in, uint64_t size,
+                                   const std::string& what) {
   z_stream zs{};
   if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) fail("[", what, "] zlib inflateInit2 failed");
+  std::vector<uint8_t> out(static_cast<size_t>(std::min<uint64_t>(size, 4 * in.size() + 65536)));
   uint8_t empty_output = 0;  // zlib rejects a null next_out even when nothing is to be written
   zs.next_out = &empty_output;
-  size_t in_pos = 0, out_pos = 0;
+  size_t in_pos = 0, out_pos = 0;  // bytes handed to zlib so far
   int rc = Z_OK;
   constexpr size_t kChunk = std::numeric_limits<uInt>::max();
   while (rc == Z_OK) {
@@ -150,11 +155,15 @@ void inflate_into(std::span<const uint8_t> in, std::vector<uint8_t>& out, const 
       zs.avail_in = static_cast<uInt>(n);
       in_pos += n;
     }
-    if (zs.avail_out == 0 && out_pos < out.size()) {
-      const size_t n = std::min(kChunk, out.size() - out_pos);
-      zs.next_out = out.data() + out_pos;
-      zs.avail_out = static_cast<uInt>(n);
-      out_pos += n;
+    if (zs.avail_out == 0) {
+      if (out_pos == out.size() && out.size() < size)
+        out.resize(static_cast<size_t>(std::min<uint64_t>(size, 2 * out.size())));
+      if (out_pos < out.size()) {
+        const size_t n = std::min(kChunk, out.size() - out_pos);
+        zs.next_out = out.data() + out_pos;
+        zs.avail_out = static_cast<uInt>(n);
+        out_pos += n;
+      }
     }
     const uInt before_in = zs.avail_in, before_out = zs.avail_out;
     rc = inflate(&zs, Z_NO_FLUSH);
@@ -163,13 +172,14 @@ void inflate_into(std::span<const uint8_t> in, std::vector<uint8_t>& out, const 
       break;
   }
   const bool done =
-      rc == Z_STREAM_END && zs.total_out == out.size() && zs.avail_in == 0 && in_pos == in.size();
+      rc == Z_STREAM_END && zs.total_out == size && zs.avail_in == 0 && in_pos == in.size();
   const std::string message = zs.msg ? zs.msg : "";
   inflateEnd(&zs);
   if (!done)
-    fail("[", what, "] expected a DEFLATE stream of ", in.size(), " bytes inflating to ",
-         out.size(), " bytes, found a corrupt or mismatched stream", message.empty() ? "" : " (",
-         message, message.empty() ? "" : ")");
+    fail("[", what, "] expected a DEFLATE stream of ", in.size(), " bytes inflating to ", size,
+         " bytes, found a corrupt or mismatched stream", message.empty() ? "" : " (", message,
+         message.empty() ? "" : ")");
+  return out;
 }
 
 }  // namespace
@@ -272,9 +282,7 @@ SharedBytes ZipReader::read(const ZipEntry& entry) const {
   if (entry.method == 0) {
     out = file_.slice(entry.data_offset, entry.compressed_size);
   } else {
-    std::vector<uint8_t> data(entry.size);
-    inflate_into(packed, data, what);
-    out = SharedBytes::own(std::move(data));
+    out = SharedBytes::own(inflate_exact(packed, entry.size, what));
   }
   if (entry.crc32 != 0) {
     const uint32_t crc = static_cast<uint32_t>(crc32_z(0, out.data.get(), out.size));

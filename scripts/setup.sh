@@ -9,6 +9,7 @@ packages=(
   libopenblas0-pthread  # without it libtorch's matmuls run on reference BLAS (~30x slower)
   nlohmann-json3-dev    # config.json, tokenizer.json, safetensors headers
   libpcre2-dev          # Unicode regexes of byte-level BPE pre-tokenizers
+  libicu-dev            # Unicode normalization (NFC/NFKC) and case mapping in tokenizers
   libsentencepiece-dev  # tokenizer.model when a model has no tokenizer.json
   libgtest-dev libgmock-dev
   zlib1g-dev            # deflate entries in torch.save zip archives (pyreft .bin)

@@ -36,6 +36,10 @@ struct ReftBatch {
   /// paired one to one with `locations`.
   torch::Tensor source_input_ids, source_attention_mask;
   std::vector<torch::Tensor> source_locations;
+  /// Frozen-prefix cache: the block input (B, T, D) of layer `start_layer`, computed without
+  /// interventions; the layers below are skipped. Valid only when no intervention sits below it.
+  torch::Tensor start_hidden;
+  int64_t start_layer = 0;
 };
 
 class ReftHooks;

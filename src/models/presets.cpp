@@ -5,6 +5,7 @@
 #include "models/loading.h"
 #include "reft/error.h"
 #include "reft/safetensors.h"
+#include "reft/tokenizer_builder.h"
 #include "util/files.h"
 
 namespace reft {
@@ -50,8 +51,9 @@ nlohmann::json preset_config(const std::string& preset) {
       {"model_type", "llama"},
       {"attention_bias", false},
       {"attention_dropout", 0.0},
-      {"bos_token_id", 1},
-      {"eos_token_id", 2},
+      {"bos_token_id", kBuiltBosId},
+      {"eos_token_id", kBuiltEosId},
+      {"pad_token_id", kBuiltPadId},
       {"hidden_act", "silu"},
       {"initializer_range", 0.02},
       {"mlp_bias", false},
@@ -128,8 +130,10 @@ void write_random_model(const fs::path& dir, const nlohmann::json& config, uint6
 void write_preset_model(const std::string& preset, const fs::path& dir, uint64_t seed) {
   const auto config = preset_config(preset);
   write_random_model(dir, config, seed);
-  const nlohmann::json generation = {{"bos_token_id", 1}, {"eos_token_id", 2}};
+  const nlohmann::json generation = {{"bos_token_id", kBuiltBosId}, {"eos_token_id", kBuiltEosId},
+                                     {"pad_token_id", kBuiltPadId}};
   write_file_atomically(dir / "generation_config.json", [&](std::ostream& out) { out << generation.dump(2) << "\n"; });
+  write_byte_level_bpe_tokenizer(dir, builtin_corpus(), config["vocab_size"].get<int>());
 }
 
 }  // namespace reft

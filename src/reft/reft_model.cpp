@@ -147,6 +147,7 @@ ReftModel::ReftModel(Model& base, ReftConfig config, uint64_t seed) : base_(base
   for (auto& rep : config_.representations) {
     rep.intervention.embed_dim = base.info().hidden_size;
     interventions_.push_back(make_intervention(rep.intervention));
+    interventions_.back()->to(base.info().device);
     const std::string site = "layer_" + std::to_string(rep.layer) + "_comp_" + std::string(component_name(rep.component)) +
                              "_unit_pos_nunit_1";
     keys_.push_back(site + "#" + std::to_string(seen[site]++));
@@ -340,6 +341,13 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   hooks_->set_generation(false, false);
   hooks_->set_plan(std::move(index), std::move(sources));
   ForwardInput in = options;
+  if (batch.start_hidden.defined()) {
+    if (batch.start_layer > lowest_layer())
+      fail("[reft forward] a cached prefix up to layer ", batch.start_layer, " skips an intervention at layer ",
+           lowest_layer());
+    in.start_hidden = batch.start_hidden.to(device);
+    in.start_layer = static_cast<int>(batch.start_layer);
+  }
   in.input_ids = ids.to(device);
   in.attention_mask = batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor();
   in.cache = nullptr;

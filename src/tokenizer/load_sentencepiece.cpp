@@ -3,11 +3,11 @@
 // not match control symbols in text), BOS/EOS come from add_bos_token / add_eos_token, and
 // `legacy: false` gets its own prefix handling.
 
-#include <sentencepiece_processor.h>
 
 #include "reft/error.h"
 #include "tokenizer/loading.h"
 #include "tokenizer/models.h"
+#include "tokenizer/spm_processor.h"
 
 namespace reft::tok {
 namespace {
@@ -122,9 +122,7 @@ class SentencePieceModel : public Model {
  public:
   SentencePieceModel(const std::string& proto, const SpModelInfo& info, std::string_view where)
       : info_(info) {
-    const auto status = processor_.LoadFromSerializedProto(proto);
-    if (!status.ok())
-      fail("[", where, "] expected a SentencePiece model, found: ", status.ToString());
+    processor_.load(proto, where);
     std::vector<std::string> pieces(static_cast<size_t>(processor_.GetPieceSize()));
     for (size_t id = 0; id < pieces.size(); ++id)
       pieces[id] = processor_.IdToPiece(static_cast<int>(id));
@@ -135,18 +133,14 @@ class SentencePieceModel : public Model {
   /// SentencePiece keeps its leading space, then the unk pieces are dropped (transformers' trick).
   void set_unk_prefix(std::string unk_text) {
     unk_text_ = std::move(unk_text);
-    std::vector<int> ids;
-    processor_.Encode(unk_text_, &ids).IgnoreError();
-    unk_length_ = ids.size();
+    unk_length_ = processor_.Encode(unk_text_).size();
   }
 
   void tokenize(std::string_view word, std::vector<TokenId>& out) const override {
-    std::vector<int> ids;
     const bool prefixed =
         !unk_text_.empty() && (word.starts_with("\u2581") || word.starts_with(" "));
-    const auto status = prefixed ? processor_.Encode(unk_text_ + std::string(word), &ids)
-                                 : processor_.Encode(word, &ids);
-    if (!status.ok()) fail("[SentencePiece] expected to encode text, found: ", status.ToString());
+    const auto ids =
+        prefixed ? processor_.Encode(unk_text_ + std::string(word)) : processor_.Encode(word);
     const size_t skip = prefixed && ids.size() >= unk_length_ ? unk_length_ : 0;
     out.insert(out.end(), ids.begin() + static_cast<std::ptrdiff_t>(skip), ids.end());
   }
@@ -165,10 +159,10 @@ class SentencePieceModel : public Model {
                info_.remove_extra_whitespaces ? ", remove_extra_whitespaces" : "",
                info_.byte_fallback ? ", byte_fallback" : "", ")");
   }
-  const sentencepiece::SentencePieceProcessor& processor() const { return processor_; }
+  const SpmProcessor& processor() const { return processor_; }
 
  private:
-  sentencepiece::SentencePieceProcessor processor_;
+  SpmProcessor processor_;
   SpModelInfo info_;
   Vocab vocab_;
   std::string unk_text_;

@@ -5,6 +5,7 @@ list(APPEND REFT_BASE_SOURCES
   src/tokenizer/decoders.cpp
   src/tokenizer/load_json.cpp
   src/tokenizer/load_sentencepiece.cpp
+  src/tokenizer/spm_processor.cpp
   src/tokenizer/load_vocab_files.cpp
   src/tokenizer/models.cpp
   src/tokenizer/normalizers.cpp

@@ -65,5 +65,6 @@ std::string json_ids(const std::vector<int64_t>& ids);
 // Commands, one function each (cmd_*.cpp).
 std::vector<Command> model_commands();
 std::vector<Command> bench_commands();
+std::vector<Command> train_commands();
 
 }  // namespace reft::cli

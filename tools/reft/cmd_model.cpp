@@ -120,10 +120,10 @@ int run_forward(const Args& args) {
   if (given != 1) usage_fail("[reft forward] expected exactly one of --ids, --text or --ids-file");
   const std::string padding = args.get("padding");
   if (padding != "left" && padding != "right") usage_fail("[--padding] expected left or right, found '", padding, "'");
-  auto model = load_model(dir, load_options(args));
   std::vector<std::vector<int64_t>> rows;
   if (args.has("ids")) rows.push_back(parse_ids(args.get("ids"), "ids"));
   if (args.has("ids-file")) rows = read_ids_file(args.get("ids-file"));
+  auto model = load_model(dir, load_options(args));
   if (args.has("text")) rows.push_back(Tokenizer::load(dir)->encode(args.get("text"), true));
   int64_t T = 0;
   for (size_t i = 0; i < rows.size(); ++i) {

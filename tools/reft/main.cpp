@@ -13,6 +13,7 @@ namespace {
 
 std::vector<reft::cli::Command> all_commands() {
   auto commands = reft::cli::model_commands();
+  for (auto& c : reft::cli::train_commands()) commands.push_back(std::move(c));
   for (auto& c : reft::cli::bench_commands()) commands.push_back(std::move(c));
   return commands;
 }
@@ -51,8 +52,7 @@ int main(int argc, char** argv) {
   for (const auto& c : commands)
     if (c.name == name) command = &c;
   if (!command) {
-    std::cerr << "reft: error: unknown command '" << name << "'\n\n";
-    print_overview(std::cerr, commands);
+    std::cerr << "reft: error: unknown command '" << name << "'; run 'reft --help' for the list of commands\n";
     return 2;
   }
   for (int i = first; i < argc; ++i)

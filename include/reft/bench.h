@@ -45,3 +45,34 @@ struct GenerateBenchResult {
 GenerateBenchResult bench_generate(Model& model, const GenerateBenchOptions& options);
 
 }  // namespace reft
+
+namespace reft {
+
+class ReftModel;
+
+struct TrainBenchOptions {
+  int64_t batch_size = 4, seq_len = 128;
+  int steps = 5;  // timed steps (after one warm-up step)
+  uint64_t seed = 0;
+  bool cache_frozen_prefix = false;  // reuse the frozen layers' output across steps (same batch)
+};
+
+struct TrainBenchResult {
+  double step_s = 0, tokens_per_s = 0;
+  double gemm_gflops = 0, mfu = 0;
+  double forward_gflop = 0, backward_gflop = 0;  // per step, as counted (see train_step_flops)
+  double loss = 0;
+};
+
+/// FLOPs of one ReFT training step on a (B, T) batch whose second half is labelled: the forward
+/// from `start_layer` (all layers unless the frozen prefix is cached), the LM head on the labelled
+/// rows only, and the backward of what autograd must differentiate — input gradients (dX, never
+/// dW: weights are frozen) of every layer from the lowest intervention up, the attention backward
+/// (2× its forward), and the head at the labelled rows. Intervention FLOPs are included.
+std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T, int64_t labelled_rows,
+                                           int64_t start_layer);
+
+/// Times AdamW steps of `reft` on a random batch (prompt = first half, labels on the second).
+TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& options);
+
+}  // namespace reft

@@ -1,5 +1,6 @@
 #include "reft/adapter.h"
 
+#include <cstdio>
 #include <set>
 
 #include "reft/error.h"
@@ -13,6 +14,16 @@ namespace {
 constexpr const char* kConfigFile = "reft_config.json";
 constexpr const char* kTensorFile = "interventions.safetensors";
 constexpr int kFormatVersion = 1;
+
+// FNV-1a of a file's bytes, as 16 hex digits.
+std::string file_checksum(const fs::path& path) {
+  const std::string bytes = read_file(path);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
 }  // namespace
 
 void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta& meta,
@@ -36,10 +47,13 @@ void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta&
   };
   auto tensors = reft.state();
   for (const auto& t : extra_tensors) tensors.push_back(t);
-  write_directory_atomically(dir, [&](const fs::path& tmp) {
-    save_safetensors(tmp / kTensorFile, tensors, {{"format", "reft"}});
-    write_file_atomically(tmp / kConfigFile, [&](std::ostream& out) { out << config.dump(2) << "\n"; });
-  });
+  // The directory may hold other files (a training run's metrics, checkpoint/): each file is
+  // replaced atomically, tensors first; the config records the tensors' checksum, so a crash
+  // between the two renames is detected at load instead of pairing a config with other tensors.
+  fs::create_directories(dir);
+  save_safetensors(dir / kTensorFile, tensors, {{"format", "reft"}});
+  config["tensors_checksum"] = file_checksum(dir / kTensorFile);
+  write_file_atomically(dir / kConfigFile, [&](std::ostream& out) { out << config.dump(2) << "\n"; });
 }
 
 nlohmann::json read_adapter_config(const fs::path& dir) {
@@ -80,6 +94,10 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   out.meta.template_name = j.value("template", "none");
   out.meta.extra = j.value("extra", nlohmann::json::object());
   const fs::path tensor_path = dir / kTensorFile;
+  if (!fs::exists(tensor_path)) fail("[", tensor_path.string(), "] file not found");
+  if (j.contains("tensors_checksum") && j["tensors_checksum"] != file_checksum(tensor_path))
+    fail("[", tensor_path.string(), "] does not match ", kConfigFile,
+         " (checksum differs): the adapter was written incompletely; retrain or restore it");
   auto file = SafetensorsFile::open(tensor_path);
   std::set<std::string> own;
   for (const auto& [name, t] : out.reft->state()) own.insert(name);

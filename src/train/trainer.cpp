@@ -259,7 +259,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
       auto loss = reft.lm_loss(batch);
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
-        fail("[train] the loss became ", value, " at step ", step + 1,
+        fail("[train] the loss became non-finite (", value, ") at step ", step + 1,
              "; training stopped. The last good checkpoint is in ",
              write && fs::exists(o.output_dir / kCheckpointDir) ? (o.output_dir / kCheckpointDir).string()
                                                                   : std::string("(none written)"),
@@ -273,6 +273,13 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
     const double lr = o.lr * schedule_factor(o.schedule, step, total_steps, warmup);
     opt.set_lr(lr);
     opt.step();
+    for (const auto& p : params)
+      if (!torch::isfinite(p).all().item<bool>())
+        fail("[train] the parameters became non-finite at step ", step + 1, "; training stopped. The last good "
+             "checkpoint is in ",
+             write && fs::exists(o.output_dir / kCheckpointDir) ? (o.output_dir / kCheckpointDir).string()
+                                                                  : std::string("(none written)"),
+             "; lower --lr or enable clipping (--max-grad-norm)");
     summary.losses.push_back(step_loss);
     total_tokens += step_tokens;
 

@@ -35,11 +35,14 @@ int init_runtime(const RuntimeOptions& options) {
     mallopt(M_ARENA_MAX, 4);
   }
   const int threads = options.threads > 0 ? options.threads : available_cores();
-  if (at::get_num_threads() != threads) torch::set_num_threads(threads);
+  int torch_threads = threads, blas_threads = threads;
+  if (const char* e = std::getenv("REFT_TORCH_THREADS")) torch_threads = std::max(1, std::atoi(e));
+  if (const char* e = std::getenv("REFT_BLAS_THREADS")) blas_threads = std::max(1, std::atoi(e));
+  if (at::get_num_threads() != torch_threads) torch::set_num_threads(torch_threads);
   // OpenBLAS keeps its own pool; libtorch does not size it, so do it here when it is loaded.
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set(threads);
+    set(blas_threads);
   return threads;
 }
 

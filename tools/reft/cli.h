@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "reft/reft_config.h"
+
 namespace reft::cli {
 
 struct Flag {
@@ -66,5 +68,10 @@ std::string json_ids(const std::vector<int64_t>& ids);
 std::vector<Command> model_commands();
 std::vector<Command> bench_commands();
 std::vector<Command> train_commands();
+
+// Shared by train and bench train (cmd_train.cpp).
+std::vector<Flag> intervention_flags();
+/// The ReFT config from --config or the intervention flags, validated against the model.
+ReftConfig config_from_flags(const Args& args, const ModelInfo& info);
 
 }  // namespace reft::cli

@@ -10,6 +10,7 @@
 #include "reft/bench.h"
 #include "reft/error.h"
 #include "reft/model.h"
+#include "reft/reft_model.h"
 #include "reft/runtime.h"
 
 namespace reft::cli {
@@ -61,6 +62,44 @@ int run_bench_generate(const Args& args) {
   return 0;
 }
 
+int run_bench_train(const Args& args) {
+  apply_runtime_flags(args);
+  LoadOptions lo;
+  lo.device = parse_device(args.get("device"));
+  lo.dtype = parse_dtype(args.get("dtype"));
+  auto model = load_model(args.get("model"), lo);
+  auto config = config_from_flags(args, model->info());
+  ReftModel reft(*model, config, 0);
+  TrainBenchOptions o;
+  o.batch_size = args.get_int("batch-size");
+  o.seq_len = args.get_int("seq-len");
+  o.steps = static_cast<int>(args.get_int("steps"));
+  o.cache_frozen_prefix = args.has("prefix-cache");
+  if (o.batch_size < 1 || o.seq_len < 2 || o.steps < 1) usage_fail("[reft bench train] expected positive sizes");
+  const auto r = bench_train(reft, o);
+  if (args.has("json")) {
+    nlohmann::ordered_json j = {{"tokens_per_s", r.tokens_per_s}, {"step_s", r.step_s},
+                                {"gemm_gflops", r.gemm_gflops},   {"mfu", r.mfu},
+                                {"forward_gflop", r.forward_gflop}, {"backward_gflop", r.backward_gflop},
+                                {"loss", r.loss},                  {"threads", at::get_num_threads()},
+                                {"omp_wait_policy", omp_wait_policy()}, {"dtype", dtype_name(model->info().dtype)},
+                                {"trainable_parameters", reft.num_trainable_parameters()}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  std::printf("model      %s, %lld parameters, %s, %d threads, OMP_WAIT_POLICY=%s\n",
+              model->info().architecture.c_str(), static_cast<long long>(model->num_parameters()),
+              dtype_name(model->info().dtype).c_str(), at::get_num_threads(),
+              omp_wait_policy().empty() ? "(unset)" : omp_wait_policy().c_str());
+  std::printf("reft       %zu interventions, %lld trainable parameters, batch %lld x %lld (labels on the second half)\n",
+              config.representations.size(), static_cast<long long>(reft.num_trainable_parameters()),
+              static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len));
+  std::printf("machine    fp32 GEMM %.1f GFLOP/s\n", r.gemm_gflops);
+  std::printf("step       %.2f ms, %.0f tokens/s; %.2f + %.2f GFLOP (forward + backward) = %.1f%% of GEMM\n",
+              1e3 * r.step_s, r.tokens_per_s, r.forward_gflop, r.backward_gflop, 100 * r.mfu);
+  return 0;
+}
+
 }  // namespace
 
 std::vector<Command> bench_commands() {
@@ -75,7 +114,22 @@ std::vector<Command> bench_commands() {
       {"json", "", "", "print one JSON object"},
   };
   gen.insert(gen.end(), flags.begin(), flags.end());
+  std::vector<Flag> train = {
+      {"model", "DIR", "", "HuggingFace model folder"},
+      {"batch-size", "B", "4", "batch size"},
+      {"seq-len", "T", "128", "tokens per row (prompt = first half, labels on the second half)"},
+      {"steps", "N", "5", "timed steps (median reported)"},
+      {"prefix-cache", "", "", "reuse the frozen layers below the lowest intervention across steps"},
+      {"json", "", "", "print one JSON object"},
+  };
+  for (auto& f : intervention_flags()) train.push_back(f);
+  train.insert(train.end(), flags.begin(), flags.end());
   return {
+      {"bench train",
+       "Time ReFT training steps (AdamW) on random data and report tokens/s and model-FLOP utilisation against "
+       "this machine's fp32 GEMM rate measured in the same run.",
+       "--model DIR [--layers L] [--position P] [--rank R] [--type T] [--batch-size B] [--seq-len T] [--json]", train,
+       run_bench_train},
       {"bench generate",
        "Prefill and decode speed, with this machine's fp32 GEMM rate and copy bandwidth measured in the same "
        "run: prefill model-FLOP utilisation and decode weight-bandwidth utilisation.",

@@ -3,10 +3,13 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "reft/adapter.h"
+#include "reft/data.h"
 #include "reft/error.h"
 #include "reft/generate.h"
 #include "reft/model.h"
@@ -30,38 +33,79 @@ LoadOptions load_options(const Args& args) {
   return opt;
 }
 
+std::vector<std::string> read_lines(const std::string& path);
+
+// ---- adapters ----
+
+// Loads --adapter (when given) onto `model`. The one place the CLI opens adapters.
+std::optional<LoadedAdapter> open_adapter(const Args& args, Model& model) {
+  auto dir = args.maybe("adapter");
+  if (!dir) return std::nullopt;
+  return load_adapter(model, *dir, args.has("allow-base-mismatch"));
+}
+
+// The prompt template: --template, else the adapter's, else none.
+std::string prompt_template(const Args& args, const std::optional<LoadedAdapter>& adapter) {
+  if (auto t = args.maybe("template")) return *t;
+  return adapter ? adapter->meta.template_name : "none";
+}
+
 // ---- generate ----
 
 int run_generate(const Args& args) {
   apply_runtime_flags(args);
   const std::string dir = args.get("model");
-  if (args.has("prompt") == args.has("prompt-ids"))
-    usage_fail("[reft generate] expected exactly one of --prompt or --prompt-ids");
-  auto model = load_model(dir, load_options(args));
-  std::unique_ptr<Tokenizer> tokenizer;
-  std::vector<int64_t> prompt;
-  if (args.has("prompt")) {
-    tokenizer = Tokenizer::load(dir);
-    prompt = tokenizer->encode(args.get("prompt"), /*add_special_tokens=*/true);
-  } else {
-    prompt = parse_ids(args.get("prompt-ids"), "prompt-ids");
-    if (!args.has("print-ids")) tokenizer = Tokenizer::load(dir);
-  }
+  const int sources = args.has("prompt") + args.has("prompt-ids") + args.has("prompts-file");
+  if (sources != 1) usage_fail("[reft generate] expected exactly one of --prompt, --prompt-ids or --prompts-file");
+  if (args.has("intervene-generated") && !args.has("adapter"))
+    usage_fail("[--intervene-generated] needs --adapter");
   GenerationOptions g;
   g.max_new_tokens = args.get_int("max-new-tokens");
   g.temperature = args.get_double("temperature");
   g.top_k = args.get_int("top-k");
   g.top_p = args.get_double("top-p");
   g.repetition_penalty = args.get_double("repetition-penalty");
-  g.seed = static_cast<uint64_t>(args.get_int("seed"));
+  const int64_t seed = args.get_int("seed");
+  if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
+  g.seed = static_cast<uint64_t>(seed);
   if (auto s = args.maybe("stop")) g.stop_strings.push_back(*s);
   if (args.has("ignore-eos")) g.use_model_eos = false;
-  if (tokenizer && tokenizer->pad_id()) g.pad_token_id = *tokenizer->pad_id();
+  if (auto t = args.maybe("template")) apply_template(*t, "x");  // validate before loading anything
 
+  auto model = load_model(dir, load_options(args));
+  auto adapter = open_adapter(args, *model);
+  const std::string tmpl = prompt_template(args, adapter);
   const bool print_ids = args.has("print-ids");
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!args.has("prompt-ids") || !print_ids || !g.stop_strings.empty()) tokenizer = Tokenizer::load(dir);
+  std::vector<std::string> texts;
+  std::vector<std::vector<int64_t>> prompts;
+  if (args.has("prompt-ids")) {
+    prompts.push_back(parse_ids(args.get("prompt-ids"), "prompt-ids"));
+  } else {
+    if (args.has("prompt")) texts.push_back(args.get("prompt"));
+    else texts = read_lines(args.get("prompts-file"));
+    for (const auto& t : texts) prompts.push_back(tokenizer->encode(apply_template(tmpl, t), true));
+  }
+  if (tokenizer && tokenizer->pad_id()) g.pad_token_id = *tokenizer->pad_id();
+  std::shared_ptr<SiteHooks> hooks;
+  if (adapter) hooks = adapter->reft->generation_hooks(args.has("intervene-generated"));
+
+  if (prompts.size() > 1) {
+    // Batched: one JSON object per prompt on stdout.
+    auto results = generate(*model, prompts, g, hooks.get(), tokenizer.get());
+    for (size_t i = 0; i < results.size(); ++i) {
+      nlohmann::ordered_json j = {{"prompt", texts[i]}};
+      if (print_ids) j["new_ids"] = results[i].new_ids;
+      else j["completion"] = tokenizer->decode(results[i].new_ids, true);
+      j["stopped"] = results[i].stopped;
+      std::cout << j.dump() << "\n";
+    }
+    return 0;
+  }
   std::unique_ptr<TextStreamer> streamer;
   if (!print_ids) streamer = std::make_unique<TextStreamer>(*tokenizer);
-  auto results = generate(*model, {prompt}, g, nullptr, tokenizer.get(), [&](int64_t, int64_t token) {
+  auto results = generate(*model, prompts, g, hooks.get(), tokenizer.get(), [&](int64_t, int64_t token) {
     if (streamer) std::cout << streamer->push(token) << std::flush;
     return true;
   });
@@ -94,6 +138,20 @@ int run_tokenize(const Args& args) {
 // ---- forward ----
 
 // Reads one sequence of ids per non-empty line.
+// Non-empty lines of a text file.
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("[", path, "] cannot read the file");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) lines.push_back(line);
+  }
+  if (lines.empty()) fail("[", path, "] expected at least one non-empty line");
+  return lines;
+}
+
 std::vector<std::vector<int64_t>> read_ids_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) fail("[", path, "] cannot read the ids file");
@@ -147,7 +205,19 @@ int run_forward(const Args& args) {
   in.input_ids = ids;
   in.attention_mask = mask;
   in.output_hidden_states = true;
-  auto out = model->forward(in);
+  ForwardOutput out;
+  if (auto adapter = open_adapter(args, *model)) {
+    // The whole input is the prompt (as in generation's prefill) unless --prompt-length says less.
+    ReftBatch batch;
+    batch.input_ids = ids;
+    batch.attention_mask = mask;
+    const int64_t prompt_length = args.get_int("prompt-length");
+    for (const auto& row : rows)
+      batch.prompt_lengths.push_back(prompt_length > 0 ? std::min<int64_t>(prompt_length, row.size()) : row.size());
+    out = adapter->reft->forward(batch, in);
+  } else {
+    out = model->forward(in);
+  }
   std::vector<std::pair<std::string, torch::Tensor>> tensors = {
       {"input_ids", ids}, {"attention_mask", mask}, {"logits", out.logits.to(torch::kFloat32)}};
   for (size_t i = 0; i < out.hidden_states.size(); ++i)
@@ -215,7 +285,7 @@ std::vector<Command> model_commands() {
       {"generate",
        "Generate a continuation of a prompt with a decoder (greedy unless --temperature > 0). Prints only the "
        "generated text to stdout, streaming.",
-       "--model DIR (--prompt TEXT | --prompt-ids \"1 2 3\") [flags]",
+       "--model DIR (--prompt TEXT | --prompt-ids \"1 2 3\" | --prompts-file F) [--adapter DIR] [flags]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace model folder (config.json, model.safetensors, tokenizer)"},
            {"prompt", "TEXT", "", "prompt text (tokenized with the model's tokenizer, special tokens added)"},
@@ -226,6 +296,11 @@ std::vector<Command> model_commands() {
            {"top-p", "P", "1", "nucleus sampling mass; 1 = off"},
            {"repetition-penalty", "R", "1", "HF repetition penalty; 1 = off"},
            {"seed", "S", "0", "sampling seed"},
+           {"prompts-file", "F", "", "one prompt per line, generated as a batch; prints one JSON object per prompt"},
+           {"adapter", "DIR", "", "apply a trained adapter (interventions at the prompt positions during prefill)"},
+           {"template", "T", "", "prompt template (default: the adapter's, else none)"},
+           {"intervene-generated", "", "", "with --adapter: also edit every generated token"},
+           {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
            {"stop", "TEXT", "", "stop once the continuation contains TEXT"},
            {"ignore-eos", "", "", "do not stop on the model's eos ids"},
            {"print-ids", "", "", "print the new ids as a JSON array instead of text"},
@@ -252,6 +327,9 @@ std::vector<Command> model_commands() {
            {"text", "TEXT", "", "one text, tokenized with special tokens"},
            {"ids-file", "F", "", "a batch: one sequence of ids per line, padded by the tool"},
            {"padding", "SIDE", "right", "padding side for --ids-file: left or right"},
+           {"adapter", "DIR", "", "apply a trained adapter; the logits are then the intervened ones"},
+           {"prompt-length", "N", "0", "with --adapter: prompt tokens per row for the position spec (0 = all)"},
+           {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
            {"out", "FILE", "", "output .safetensors"},
        }),
        run_forward},

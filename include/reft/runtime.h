@@ -21,6 +21,14 @@ struct RuntimeOptions {
 /// Applies `options` (idempotent; call before heavy work). Returns the thread count in use.
 int init_runtime(const RuntimeOptions& options = {});
 
+/// libtorch's OpenMP pool (libgomp) and OpenBLAS's threads both spin-wait while idle; on a machine
+/// with few cores they starve each other (measured here: a stories260K training step takes 296 ms
+/// with the default ACTIVE policy, 17 ms with PASSIVE). libgomp reads OMP_WAIT_POLICY once, before
+/// main() runs, so a program can only choose it by re-executing itself. When OMP_WAIT_POLICY is
+/// unset, this sets it to PASSIVE and execv()s /proc/self/exe with the same arguments (it returns
+/// only when the policy was already set or the exec failed). Call it first in main().
+void reexec_with_passive_wait_policy(char** argv);
+
 /// Number of cores this process may run on.
 int available_cores();
 

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
+#include <unistd.h>
 #include <torch/cuda.h>
 
 #include <cstdlib>
@@ -25,6 +26,13 @@ int available_cores() {
 std::string omp_wait_policy() {
   const char* value = std::getenv("OMP_WAIT_POLICY");
   return value ? value : "";
+}
+
+void reexec_with_passive_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY")) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);
+  // exec failed (no /proc?): carry on with libgomp's default policy.
 }
 
 int init_runtime(const RuntimeOptions& options) {

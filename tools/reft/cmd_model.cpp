@@ -17,6 +17,7 @@
 #include "reft/runtime.h"
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
+#include "util/files.h"
 
 namespace reft::cli {
 namespace {
@@ -267,13 +268,20 @@ int run_inspect(const Args& args) {
 
 int run_init_model(const Args& args) {
   apply_runtime_flags(args);
-  const std::string preset = args.get("preset");
   const std::string out = args.get("out");
   const int64_t seed = args.get_int("seed");
   if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
-  write_preset_model(preset, out, static_cast<uint64_t>(seed));
+  std::string what;
+  if (auto config = args.maybe("config")) {
+    // Any architecture load_model supports, from a config.json (no tokenizer is written).
+    write_random_model(out, read_json_file(*config), static_cast<uint64_t>(seed));
+    what = "config " + *config;
+  } else {
+    what = "preset '" + args.get("preset") + "'";
+    write_preset_model(args.get("preset"), out, static_cast<uint64_t>(seed));
+  }
   auto model = load_model(out);
-  std::cerr << "wrote " << out << ": " << model->info().architecture << " preset '" << preset << "', "
+  std::cerr << "wrote " << out << ": " << model->info().architecture << " " << what << ", "
             << model->num_parameters() << " parameters, seed " << seed << "\n";
   return 0;
 }
@@ -344,10 +352,11 @@ std::vector<Command> model_commands() {
       {"init-model",
        "Write a small seeded random LLaMA in real HuggingFace format (config.json, generation_config.json, "
        "model.safetensors, tokenizer.json): the built-in default for demos and tests. Presets: tiny, llama-110m.",
-       "--preset tiny|llama-110m --out DIR [--seed S]",
+       "(--preset tiny|llama-110m | --config FILE) --out DIR [--seed S]",
        with_runtime({
            {"preset", "NAME", "tiny", "tiny (hidden 64, 4 layers, vocab 512) or llama-110m (hidden 768, 12 layers, "
                                       "vocab 32000)"},
+           {"config", "FILE", "", "instead of a preset: a config.json of any supported architecture (weights only)"},
            {"out", "DIR", "", "output folder"},
            {"seed", "S", "0", "random seed of the weights"},
        }),

@@ -237,23 +237,26 @@ int run_demo(const Args& args) {
   topt.batch_size = static_cast<int64_t>(train.examples.size());
   topt.output_dir = out + "/adapter";
   topt.log_every = std::max<int64_t>(1, topt.max_steps / 10);
+  topt.max_grad_norm = 0;
   InterventionOptions o;
   o.type = InterventionType::kLoReFT;
   o.low_rank_dimension = args.get_int("rank");
+  // Every prompt position of every layer: a random base model routes little information from the
+  // last prompt token alone, so the demo edits the whole prompt (pyreft's "all"-positions setup).
   ReftModel reft(*model, ReftConfig::build(parse_layers("all", model->info().num_layers), Component::kBlockOutput, o,
-                                           "l1", false),
+                                           args.get("position"), false),
                  topt.seed);
   print_resolved(reft, topt, "builtin", train.examples.size(), 0);
   std::vector<std::string> before;
   for (const auto& r : records)
-    before.push_back(continuation(nullptr, *model, *tokenizer, r.fields["prompt"].get<std::string>(), 16));
+    before.push_back(continuation(nullptr, *model, *tokenizer, r.fields["prompt"].get<std::string>(), 24));
   const auto summary = train_reft(reft, train, nullptr, topt, tokenizer.get(), progress_printer());
   std::printf("loss %.3f -> %.3f over %lld steps (%.1f s)\n\n", summary.losses.front(), summary.final_loss,
               static_cast<long long>(summary.steps), summary.seconds);
   for (size_t i = 0; i < records.size(); ++i) {
     const std::string prompt = records[i].fields["prompt"].get<std::string>();
     std::printf("prompt  %s\n  before  %s\n  after   %s\n  target %s\n\n", prompt.c_str(), before[i].c_str(),
-                continuation(&reft, *model, *tokenizer, prompt, 16).c_str(),
+                continuation(&reft, *model, *tokenizer, prompt, 24).c_str(),
                 records[i].fields["completion"].get<std::string>().c_str());
   }
   std::printf("adapter: %s (try: reft generate --model %s --adapter %s --prompt \"%s\")\n", topt.output_dir.c_str(),
@@ -302,9 +305,10 @@ std::vector<Command> train_commands() {
   std::vector<Flag> demo = {
       {"output", "DIR", "reft-demo", "where the tiny model and the adapter go"},
       {"model", "DIR", "", "use this model instead of writing the built-in tiny one"},
-      {"steps", "N", "150", "training steps"},
+      {"steps", "N", "400", "training steps"},
       {"lr", "LR", "0.02", "learning rate"},
-      {"rank", "R", "4", "LoReFT rank"},
+      {"rank", "R", "16", "LoReFT rank"},
+      {"position", "P", "all", "prompt positions to edit"},
   };
   for (auto& f : runtime_flags()) demo.push_back(f);
   return {

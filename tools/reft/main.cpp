@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "reft/error.h"
+#include "reft/runtime.h"
 
 namespace {
 
@@ -32,6 +33,7 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 }  // namespace
 
 int main(int argc, char** argv) {
+  reft::reexec_with_passive_wait_policy(argv);
   const auto commands = all_commands();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
     print_overview(argc < 2 ? std::cerr : std::cout, commands);

@@ -68,6 +68,7 @@ std::string json_ids(const std::vector<int64_t>& ids);
 std::vector<Command> model_commands();
 std::vector<Command> bench_commands();
 std::vector<Command> train_commands();
+std::vector<Command> convert_commands();
 
 // Shared by train and bench train (cmd_train.cpp).
 std::vector<Flag> intervention_flags();

@@ -85,9 +85,19 @@ struct ForwardOutput {
   std::vector<torch::Tensor> hidden_states;
   torch::Tensor last_block;   // raw output of the last block run, before any final norm
   torch::Tensor last_hidden;  // what the head sees (final-normed for decoders)
+  /// Encoders: the rows a sequence-classification head reads, (B, D) = last_hidden[:, 0] (the
+  /// `[CLS]` / `<s>` token, before any pooler); `Model::classify(pooled)` gives the logits.
+  /// Filled whenever an encoder forward runs all layers; undefined for decoders.
+  torch::Tensor pooled;
 };
 
-enum class ModelKind { kCausalLM, kMaskedLM, kEncoder, kSequenceClassification };
+/// The head a model carries. `causal` in ModelInfo tells decoders from encoders.
+enum class ModelKind {
+  kCausalLM,                // next-token logits (B, T, V)
+  kMaskedLM,                // MLM logits (B, T, V)
+  kEncoder,                 // no head: hidden states only (BertModel, RobertaModel, GPT2Model)
+  kSequenceClassification,  // logits (B, num_labels) from the first token
+};
 
 /// Static description of a loaded model.
 struct ModelInfo {
@@ -135,6 +145,13 @@ class Model {
 
   /// Applies the final norm + LM head to hidden states (…, D) → (…, V) (decoders and MLM).
   virtual torch::Tensor logits_from_hidden(const torch::Tensor& last_hidden) const = 0;
+
+  /// Applies the checkpoint's own sequence-classification head (BERT: pooler → classifier;
+  /// RoBERTa: classifier.dense → tanh → out_proj) to pooled rows (N, D), e.g. ForwardOutput::pooled
+  /// or intervened first-token states → (N, num_labels). The head's weights are in parameters()
+  /// under their HF names (`classifier.*`, `bert.pooler.*`) for a trainer to copy. Throws
+  /// reft::Error for models without a classification head.
+  virtual torch::Tensor classify(const torch::Tensor& pooled) const;
 
  protected:
   ModelInfo info_;

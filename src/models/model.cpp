@@ -259,6 +259,11 @@ int64_t Model::num_parameters() const {
   return n;
 }
 
+torch::Tensor Model::classify(const torch::Tensor& pooled) const {
+  fail("[", info_.architecture, "] expected a sequence-classification model, found ",
+       "one without a classification head");
+}
+
 KVCache Model::new_cache(int64_t batch, int64_t capacity) const {
   if (!info_.causal) fail("[", info_.architecture, "] is not a decoder: it has no KV cache");
   KVCache cache;

@@ -182,6 +182,56 @@ TEST(PyreftGolden, RoundTripThroughReftFormatIsLossless) {
   }
 }
 
+// Older and alternative spellings pyvene accepts: dotted intkey names (pyvene < 0.1.4),
+// representations as dicts, one class string for all, bf16 learned_source (pyreft's default).
+TEST(PyreftGolden, OlderSpellingsLoadToTheSameLogits) {
+  REFT_REQUIRE_SHARED("golden/pyreft");
+  for (const auto& g : load_goldens()) {
+    SCOPED_TRACE(g.dir.filename().string());
+    test::TempDir tmp;
+    const fs::path dir = tmp / "old";
+    fs::create_directories(dir);
+    auto config = read_json_file(g.dir / "config.json");
+    json dicts = json::array(), dotted = json::array();
+    std::map<std::string, int> seen;
+    for (const auto& r : config["representations"]) {
+      dicts.push_back(
+          {{"layer", r[0]}, {"component", r[1]}, {"unit", r[2]}, {"low_rank_dimension", r[4]}});
+      const std::string site =
+          "layer." + r[0].dump() + ".comp." + r[1].get<std::string>() + ".unit.pos.nunit.1";
+      dotted.push_back(site + "#" + std::to_string(seen[site]++));
+    }
+    config["representations"] = dicts;
+    config["sorted_keys"] = dotted;
+    config["intervention_types"] = config["intervention_types"][0];
+    config.erase("intervention_dimensions");
+    std::ofstream(dir / "config.json") << config.dump();
+    const auto keys = g.meta["intervention_keys_in_order"];
+    for (size_t i = 0; i < keys.size(); ++i)
+      fs::copy_file(g.dir / ("intkey_" + keys[i].get<std::string>() + ".bin"),
+                    dir / ("intkey_" + dotted[i].get<std::string>() + ".bin"));
+    auto reft = load_pyreft_adapter(*g.model, dir);
+    EXPECT_TRUE(logits_match("dotted keys, dict representations", *reft, g));
+    // pyreft's default bf16 learned_source: read exactly (bf16 → f32 is exact), kept in f32.
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const fs::path file = dir / ("intkey_" + dotted[i].get<std::string>() + ".bin");
+      auto state = read_torch_state_dict(file);
+      for (auto& [name, t] : state)
+        if (name == "weight" || name == "bias")
+          t = pyreft::to_archive(pyreft::to_torch(t).to(torch::kBFloat16));
+      write_torch_state_dict(file, state);
+    }
+    auto rounded = load_pyreft_adapter(*g.model, dir);
+    for (size_t i = 0; i < keys.size(); ++i) {
+      auto w = rounded->interventions()[i]->named_parameters()["learned_source.weight"];
+      EXPECT_EQ(w.scalar_type(), torch::kFloat32);
+      EXPECT_TRUE(torch::equal(w, g.t.at("intervention" + std::to_string(i) + ".weight")
+                                      .to(torch::kBFloat16)
+                                      .to(torch::kFloat32)));
+    }
+  }
+}
+
 // ---- golden/reft cases as pyreft directories: the default state dicts of every type ----
 
 std::string class_of(const std::string& golden_class) {
@@ -503,6 +553,52 @@ TEST(PyreftErrors, MalformedDirectoriesNameTheFile) {
   write_pyreft_adapter(wide_reft, tmp / "wide_adapter");
   expect_error([&] { load_pyreft_adapter(*tiny.model, tmp / "wide_adapter"); },
                {"intkey_" + key + ".bin", "hidden size 32", "64"});
+}
+
+// ---- the CLI: reft convert ----
+
+// Runs the reft binary with `args`; returns the exit status and stderr.
+std::pair<int, std::string> run_cli(const std::string& args, const fs::path& tmp) {
+  const fs::path err = tmp / "stderr.txt";
+  const int status = std::system(
+      ("'" + std::string(REFT_CLI) + "' " + args + " 2>'" + err.string() + "'").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(err)};
+}
+
+TEST(PyreftCli, ConvertBothWays) {
+  REFT_REQUIRE_SHARED("golden/pyreft/stories260K-loreft-l1l3-f1l1-untied");
+  if (std::string(REFT_CLI).empty() || !fs::exists(REFT_CLI))
+    GTEST_SKIP() << "reft binary not built";
+  test::TempDir tmp;
+  const std::string in = shared_path.string(),
+                    model = (test::shared_dir() / "models" / "stories260K").string();
+  const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  auto [status, err] = run_cli("convert --from pyreft " + q(in) + " --model " + q(model) +
+                                   " --out " + q(tmp / "reft") + " --orthogonal pyreft --threads 1",
+                               tmp.path());
+  EXPECT_EQ(status, 0) << err;
+  EXPECT_NE(err.find("positions f1+l1"), std::string::npos) << err;
+  std::tie(status, err) =
+      run_cli("convert --to pyreft " + q(tmp / "reft") + " --out " + q(tmp / "py"), tmp.path());
+  EXPECT_EQ(status, 0) << err;
+  for (const auto& key : read_pyreft_adapter(in).keys) {
+    const std::string name = "intkey_" + key + ".bin";
+    const auto a = read_torch_state_dict(tmp / "py" / name),
+               e = read_torch_state_dict(fs::path(in) / name);
+    ASSERT_EQ(a.size(), e.size()) << name;
+    for (size_t k = 0; k < e.size(); ++k)
+      EXPECT_TRUE(torch::equal(pyreft::to_torch(a[k].second), pyreft::to_torch(e[k].second)))
+          << name;
+  }
+  std::tie(status, err) =
+      run_cli("convert --from pyreft " + q(in) + " --out " + q(tmp / "x"), tmp.path());
+  EXPECT_EQ(status, 2);
+  EXPECT_NE(err.find("--model"), std::string::npos) << err;
+  std::tie(status, err) =
+      run_cli("convert --to pyreft " + q(tmp / "absent") + " --out " + q(tmp / "y"), tmp.path());
+  EXPECT_EQ(status, 1);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("absent"), std::string::npos) << err;
 }
 
 }  // namespace

@@ -26,6 +26,7 @@ struct ReftBatch {
   torch::Tensor input_ids;       // (B, T) int64
   torch::Tensor attention_mask;  // (B, T); undefined = every token real
   torch::Tensor labels;          // (B, T) with −100 where no loss (causal LM)
+  torch::Tensor token_type_ids;  // (B, T) segment ids for encoders (sentence pairs); undefined = 0
   /// Prompt length of each row (tokens from the first real one, BOS included): the position spec
   /// is resolved on these.
   std::vector<int64_t> prompt_lengths;

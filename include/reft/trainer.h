@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "reft/adapter.h"
+#include "reft/classifier.h"
 #include "reft/data.h"
 #include "reft/optimizer.h"
 #include "reft/reft_model.h"
@@ -60,6 +61,7 @@ struct EvalResult {
   double loss = 0;
   double exact_match = -1;  // −1 when not computed
   int64_t examples = 0;
+  nlohmann::json metrics;   // classification: accuracy, macro_f1, mcc (or pearson/spearman)
 };
 
 struct TrainSummary {
@@ -85,6 +87,11 @@ struct TrainCallbacks {
 /// stops training with a reft::Error and leaves the last checkpoint untouched.
 TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval, const TrainOptions& options,
                         const Tokenizer* tokenizer = nullptr, const TrainCallbacks& callbacks = {});
+
+/// Trains interventions and a classification head jointly (see classifier.h); the adapter written
+/// to output_dir holds both, with the label set.
+TrainSummary train_classifier(ReftClassifier& classifier, const Dataset& train, const Dataset* eval,
+                              const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
 /// Mean loss of `reft` over `data` (no gradients), batch by batch.
 double evaluate_loss(ReftModel& reft, const Dataset& data, int64_t batch_size);

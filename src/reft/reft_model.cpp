@@ -350,6 +350,7 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   }
   in.input_ids = ids.to(device);
   in.attention_mask = batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor();
+  if (batch.token_type_ids.defined()) in.token_type_ids = batch.token_type_ids.to(device);
   in.cache = nullptr;
   in.hooks = hooks_.get();
   auto out = base_.forward(in);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "reft/error.h"
 #include "reft/generate.h"
@@ -60,6 +61,48 @@ std::vector<torch::Tensor> cache_prefix(Model& model, const Dataset& data, int64
   return out;
 }
 
+// What the loop trains: the causal-LM loss of a ReftModel, or a classifier (interventions + head).
+struct Task {
+  ReftModel& reft;
+  ReftClassifier* classifier = nullptr;
+
+  std::vector<std::pair<std::string, torch::Tensor>> parameters() const {
+    auto out = reft.named_parameters();
+    if (classifier)
+      for (auto& p : classifier->head_parameters()) out.push_back(p);
+    return out;
+  }
+  ReftBatch batch(const Dataset& data, const std::vector<size_t>& idx, int64_t pad) const {
+    return classifier ? make_classification_batch(data, idx, pad) : make_batch(data, idx, pad);
+  }
+  torch::Tensor loss(const ReftBatch& batch, const Dataset& data, const std::vector<size_t>& idx) const {
+    if (!classifier) return reft.lm_loss(batch);
+    return classifier->loss(classifier->logits(batch), classifier->targets(data, idx));
+  }
+  void train(bool on) const {
+    if (classifier) classifier->train(on);
+    else reft.train(on);
+  }
+  void save(const fs::path& dir, AdapterMeta meta) const {
+    std::vector<std::pair<std::string, torch::Tensor>> extra;
+    if (classifier) {
+      extra = classifier->head_parameters();
+      meta.task = "classification";
+      meta.extra["classification"] = classifier->meta();
+    }
+    save_adapter(reft, dir, meta, extra);
+  }
+  void load(const fs::path& adapter_dir) const {
+    auto file = SafetensorsFile::open(adapter_dir / "interventions.safetensors");
+    std::set<std::string> own;
+    for (const auto& [name, t] : reft.state()) own.insert(name);
+    std::vector<std::pair<std::string, torch::Tensor>> mine, head;
+    for (const auto& e : file->entries()) (own.count(e.name) ? mine : head).emplace_back(e.name, file->tensor(e.name));
+    reft.load_state(mine, adapter_dir.string());
+    if (classifier) classifier->load_head(head, adapter_dir.string());
+  }
+};
+
 struct CheckpointState {
   int64_t step = 0;
   std::vector<double> losses;
@@ -67,26 +110,23 @@ struct CheckpointState {
 
 const char* kCheckpointDir = "checkpoint";
 
-void save_checkpoint(const ReftModel& reft, const AdamW& opt, const TrainOptions& o, int64_t step,
+void save_checkpoint(const Task& task, const AdamW& opt, const TrainOptions& o, int64_t step,
                      const std::vector<double>& losses) {
   const fs::path dir = o.output_dir / kCheckpointDir;
   // The adapter files, then the optimizer and loop state, all swapped in at once.
   write_directory_atomically(dir, [&](const fs::path& tmp) {
-    save_adapter(reft, tmp / "adapter", o.meta);
+    task.save(tmp / "adapter", o.meta);
     save_safetensors(tmp / "optimizer.safetensors", opt.state());
     const nlohmann::json state = {{"step", step}, {"losses", losses}, {"seed", o.seed}};
     write_file_atomically(tmp / "trainer_state.json", [&](std::ostream& out) { out << state.dump() << "\n"; });
   });
 }
 
-std::optional<CheckpointState> load_checkpoint(ReftModel& reft, AdamW& opt, const TrainOptions& o) {
+std::optional<CheckpointState> load_checkpoint(const Task& task, AdamW& opt, const TrainOptions& o) {
   const fs::path dir = o.output_dir / kCheckpointDir;
   if (!fs::exists(dir / "trainer_state.json")) return std::nullopt;
   const auto state = read_json_file(dir / "trainer_state.json");
-  auto file = SafetensorsFile::open(dir / "adapter" / "interventions.safetensors");
-  std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (const auto& e : file->entries()) tensors.emplace_back(e.name, file->tensor(e.name));
-  reft.load_state(tensors, (dir / "adapter").string());
+  task.load(dir / "adapter");
   auto opt_file = SafetensorsFile::open(dir / "optimizer.safetensors");
   std::vector<std::pair<std::string, torch::Tensor>> opt_state;
   for (const auto& e : opt_file->entries()) opt_state.emplace_back(e.name, opt_file->tensor(e.name));
@@ -110,6 +150,14 @@ void truncate_metrics(const fs::path& path, int64_t step) {
   }
   in.close();
   write_file_atomically(path, [&](std::ostream& out) { out << kept; });
+}
+
+void append_eval(const fs::path& dir, const EvalResult& r) {
+  std::ofstream out(dir / "eval.jsonl", std::ios::app);
+  nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"examples", r.examples}};
+  if (r.exact_match >= 0) j["exact_match"] = r.exact_match;
+  for (const auto& [k, v] : r.metrics.items()) j[k] = v;
+  out << j.dump() << "\n";
 }
 
 double exact_match(ReftModel& reft, const Dataset& data, const Tokenizer& tok, int64_t max_new_tokens) {
@@ -155,6 +203,25 @@ ReftBatch make_batch(const Dataset& data, const std::vector<size_t>& indices, in
   return batch;
 }
 
+ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_t>& indices, int64_t pad_id) {
+  ReftBatch batch = make_batch(data, indices, pad_id);
+  batch.labels = torch::Tensor();
+  batch.prompt_lengths.clear();
+  bool segments = false;
+  for (size_t i : indices) {
+    batch.prompt_lengths.push_back(static_cast<int64_t>(data.examples[i].input_ids.size()));
+    segments = segments || !data.examples[i].token_type_ids.empty();
+  }
+  if (segments) {
+    batch.token_type_ids = torch::zeros_like(batch.input_ids);
+    for (size_t b = 0; b < indices.size(); ++b) {
+      const auto& t = data.examples[indices[b]].token_type_ids;
+      if (!t.empty()) batch.token_type_ids[b].narrow(0, 0, t.size()).copy_(torch::tensor(t, torch::kInt64));
+    }
+  }
+  return batch;
+}
+
 double evaluate_loss(ReftModel& reft, const Dataset& data, int64_t batch_size) {
   torch::NoGradGuard no_grad;
   reft.train(false);
@@ -172,8 +239,27 @@ double evaluate_loss(ReftModel& reft, const Dataset& data, int64_t batch_size) {
   return tokens ? total / tokens : 0.0;
 }
 
-TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval, const TrainOptions& o,
-                        const Tokenizer* tokenizer, const TrainCallbacks& cb) {
+namespace {
+
+// Evaluation: the loss, and for classifiers the metrics.
+EvalResult evaluate(const Task& task, const Dataset& data, int64_t step, int64_t batch_size) {
+  EvalResult r{step, 0, -1, static_cast<int64_t>(data.examples.size()), nlohmann::json::object()};
+  if (!task.classifier) {
+    r.loss = evaluate_loss(task.reft, data, batch_size);
+    return r;
+  }
+  auto logits = predict_logits(*task.classifier, data, batch_size);
+  std::vector<size_t> all(data.examples.size());
+  std::iota(all.begin(), all.end(), 0);
+  auto targets = task.classifier->targets(data, all);
+  r.loss = task.classifier->loss(logits, targets).item<double>();
+  r.metrics = classification_metrics(task.classifier->labels(), logits, targets).to_json(task.classifier->labels());
+  return r;
+}
+
+TrainSummary run_training(const Task& task, const Dataset& train, const Dataset* eval, const TrainOptions& o,
+                          const Tokenizer* tokenizer, const TrainCallbacks& cb) {
+  ReftModel& reft = task.reft;
   if (train.examples.empty()) usage_fail("[train] the training set is empty");
   if (o.batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", o.batch_size);
   if (o.grad_accum < 1) usage_fail("[--grad-accum] expected >= 1, found ", o.grad_accum);
@@ -194,7 +280,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
 
   std::vector<torch::Tensor> params;
   std::vector<bool> decay;
-  for (auto& [name, p] : reft.named_parameters()) {
+  for (auto& [name, p] : task.parameters()) {
     params.push_back(p);
     decay.push_back(decays(name));
   }
@@ -206,7 +292,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
   if (write) fs::create_directories(o.output_dir);
   if (o.resume) {
     if (!write) usage_fail("[--resume] needs --output");
-    if (auto state = load_checkpoint(reft, opt, o)) {
+    if (auto state = load_checkpoint(task, opt, o)) {
       start_step = state->step;
       summary.losses = state->losses;
       summary.resumed_from_checkpoint = true;
@@ -224,7 +310,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
   // Frozen-prefix cache: the layers below the lowest intervention never change.
   std::vector<torch::Tensor> prefix;
   const int64_t lowest = reft.lowest_layer();
-  if (o.cache_frozen_prefix && lowest > 0) {
+  if (o.cache_frozen_prefix && lowest > 0 && reft.base().info().causal) {
     const int64_t bytes = train.num_tokens() * reft.base().info().hidden_size *
                           torch::elementSize(reft.base().info().dtype);
     if (bytes <= o.cache_budget_bytes) prefix = cache_prefix(reft.base(), train, lowest);
@@ -235,7 +321,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
   const auto t0 = Clock::now();
   double window_tokens = 0, window_s = 0;
   int64_t total_tokens = 0;
-  reft.train(true);
+  task.train(true);
   for (int64_t step = start_step; step < total_steps; ++step) {
     const auto step_start = Clock::now();
     torch::manual_seed(o.seed + static_cast<uint64_t>(step));  // dropout masks independent of resume
@@ -248,7 +334,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
       const auto order = epoch_order(N, o.seed, epoch, o.shuffle);
       std::vector<size_t> idx(order.begin() + pos * o.batch_size,
                               order.begin() + std::min<int64_t>(N, (pos + 1) * o.batch_size));
-      auto batch = make_batch(train, idx, pad);
+      auto batch = task.batch(train, idx, pad);
       if (!prefix.empty()) {
         const int64_t T = batch.input_ids.size(1), D = reft.base().info().hidden_size;
         auto h = torch::zeros({static_cast<int64_t>(idx.size()), T, D}, prefix[0].options());
@@ -256,7 +342,7 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
         batch.start_hidden = h;
         batch.start_layer = lowest;
       }
-      auto loss = reft.lm_loss(batch);
+      auto loss = task.loss(batch, train, idx);
       const double value = loss.item<double>();
       if (!std::isfinite(value)) {
         fail("[train] the loss became non-finite (", value, ") at step ", step + 1,
@@ -310,45 +396,62 @@ TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* ev
       }
     }
     if (write && o.save_every > 0 && done % o.save_every == 0 && !last) {
-      save_checkpoint(reft, opt, o, done, summary.losses);
+      save_checkpoint(task, opt, o, done, summary.losses);
       message("checkpoint at step " + std::to_string(done));
     }
     if (eval && o.eval_every > 0 && done % o.eval_every == 0 && !last) {
-      EvalResult r{done, evaluate_loss(reft, *eval, o.batch_size), -1, static_cast<int64_t>(eval->examples.size())};
-      reft.train(true);
+      auto r = evaluate(task, *eval, done, o.batch_size);
+      task.train(true);
       if (cb.on_eval) cb.on_eval(r);
+      if (write) append_eval(o.output_dir, r);
     }
   }
-  reft.train(false);
+  task.train(false);
   summary.steps = total_steps;
   summary.seconds = seconds_between(t0, Clock::now());
   summary.tokens = total_tokens;
   summary.final_loss = summary.losses.empty() ? 0.0 : summary.losses.back();
   if (eval && !eval->examples.empty()) {
-    EvalResult r{total_steps, evaluate_loss(reft, *eval, o.batch_size), -1, static_cast<int64_t>(eval->examples.size())};
-    if (o.eval_generate && tokenizer && reft.base().info().causal)
+    auto r = evaluate(task, *eval, total_steps, o.batch_size);
+    if (!task.classifier && o.eval_generate && tokenizer && reft.base().info().causal)
       r.exact_match = exact_match(reft, *eval, *tokenizer, o.eval_max_new_tokens);
     summary.eval = r;
     if (cb.on_eval) cb.on_eval(r);
+    if (write) append_eval(o.output_dir, r);
   }
   if (write) {
     AdapterMeta meta = o.meta;
     meta.extra["training"] = {{"steps", summary.steps}, {"final_loss", summary.final_loss}, {"lr", o.lr},
                               {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"seed", o.seed}};
-    save_adapter(reft, o.output_dir, meta);
-    save_checkpoint(reft, opt, o, total_steps, summary.losses);
+    task.save(o.output_dir, meta);
+    save_checkpoint(task, opt, o, total_steps, summary.losses);
     nlohmann::json s = {{"final_loss", summary.final_loss}, {"steps", summary.steps},   {"seconds", summary.seconds},
                         {"tokens", summary.tokens},         {"start_step", start_step}, {"losses", summary.losses},
                         {"trainable_parameters", reft.num_trainable_parameters()}};
     if (summary.eval) {
       s["eval_loss"] = summary.eval->loss;
       if (summary.eval->exact_match >= 0) s["eval_exact_match"] = summary.eval->exact_match;
+      if (!summary.eval->metrics.empty()) s["eval_metrics"] = summary.eval->metrics;
     }
     write_file_atomically(o.output_dir / "summary.json", [&](std::ostream& out) { out << s.dump(2) << "\n"; });
     write_file_atomically(o.output_dir / "loss.svg",
                           [&](std::ostream& out) { out << loss_curve_svg(summary.losses, "training loss"); });
   }
   return summary;
+}
+
+}  // namespace
+
+TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval, const TrainOptions& options,
+                        const Tokenizer* tokenizer, const TrainCallbacks& callbacks) {
+  return run_training(Task{reft, nullptr}, train, eval, options, tokenizer, callbacks);
+}
+
+TrainSummary train_classifier(ReftClassifier& classifier, const Dataset& train, const Dataset* eval,
+                              const TrainOptions& options, const TrainCallbacks& callbacks) {
+  for (const auto& e : train.examples)
+    if (e.label.empty()) fail("[", e.where, "] expected a label for classification, found none");
+  return run_training(Task{classifier.reft(), &classifier}, train, eval, options, nullptr, callbacks);
 }
 
 std::string loss_curve_svg(const std::vector<double>& losses, const std::string& title) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "reft/data.h"
 #include "reft/reft_config.h"
 
 namespace reft::cli {
@@ -69,10 +70,15 @@ std::vector<Command> model_commands();
 std::vector<Command> bench_commands();
 std::vector<Command> train_commands();
 std::vector<Command> convert_commands();
+std::vector<Command> eval_commands();
 
 // Shared by train and bench train (cmd_train.cpp).
 std::vector<Flag> intervention_flags();
+/// Data flags (format, field names, template, max length) and the options they give.
+std::vector<Flag> data_flags();
+DataOptions data_options(const Args& args);
 /// The ReFT config from --config or the intervention flags, validated against the model.
 ReftConfig config_from_flags(const Args& args, const ModelInfo& info);
+
 
 }  // namespace reft::cli

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "reft/adapter.h"
+#include "reft/classifier.h"
 #include "reft/data.h"
 #include "reft/error.h"
 #include "reft/generate.h"
@@ -72,6 +73,25 @@ ReftConfig config_from_flags(const Args& args, const ModelInfo& info) {
   return config;
 }
 
+std::vector<Flag> data_flags() {
+  return {
+      {"format", "F", "auto", "auto, prompt-completion, alpaca or chat"},
+      {"text-field", "NAME", "text", "classification text field"},
+      {"text-pair-field", "NAME", "text_pair", "classification second text (sentence pairs), when present"},
+      {"label-field", "NAME", "label", "classification label field (strings, integers, numbers for regression, lists for "
+                                       "multi-label)"},
+      {"prompt-field", "NAME", "prompt", "prompt field (prompt-completion)"},
+      {"completion-field", "NAME", "completion", "completion field, appended to the prompt verbatim"},
+      {"instruction-field", "NAME", "instruction", "alpaca instruction field"},
+      {"input-field", "NAME", "input", "alpaca input field"},
+      {"output-field", "NAME", "output", "alpaca output field"},
+      {"messages-field", "NAME", "messages", "chat messages field ([{role, content}, …])"},
+      {"template", "T", "none", "prompt template: none, alpaca, chatml, llama2, llama3, zephyr or a string with {prompt}"},
+      {"max-length", "N", "512", "truncate examples to N tokens (with a warning)"},
+      {"no-eos", "", "", "do not append the EOS token to completions"},
+  };
+}
+
 DataOptions data_options(const Args& args) {
   DataOptions d;
   d.format = parse_data_format(args.get("format"));
@@ -84,6 +104,9 @@ DataOptions data_options(const Args& args) {
   d.template_name = args.get("template");
   apply_template(d.template_name, "x");  // validates the name
   d.add_eos = !args.has("no-eos");
+  d.text_field = args.get("text-field");
+  d.text_pair_field = args.get("text-pair-field");
+  d.label_field = args.get("label-field");
   d.max_length = args.get_int("max-length");
   if (d.max_length < 2) usage_fail("[--max-length] expected >= 2, found ", d.max_length);
   return d;
@@ -171,11 +194,19 @@ int run_train(const Args& args) {
   auto tokenizer = Tokenizer::load(dir);
   auto config = config_from_flags(args, model->info());
   auto dopt = data_options(args);
+  const std::string task = args.get("task");
+  if (task != "causal_lm" && task != "classification")
+    usage_fail("[--task] expected causal_lm or classification, found '", task, "'");
+  const bool classification = task == "classification";
   const std::string data_path = args.get("data");
+  if (classification && data_path == "builtin") usage_fail("[--data] classification needs a data file");
   auto records = data_path == "builtin" ? builtin_example_records() : read_records(data_path);
-  auto train = make_lm_dataset(records, *tokenizer, dopt);
+  const auto make = [&](const std::vector<Record>& r) {
+    return classification ? make_classification_dataset(r, *tokenizer, dopt) : make_lm_dataset(r, *tokenizer, dopt);
+  };
+  auto train = make(records);
   std::optional<Dataset> eval;
-  if (auto e = args.maybe("eval-data")) eval = make_lm_dataset(read_records(*e), *tokenizer, dopt);
+  if (auto e = args.maybe("eval-data")) eval = make(read_records(*e));
   const double fraction = args.get_double("eval-fraction");
   if (fraction < 0 || fraction >= 1) usage_fail("[--eval-fraction] expected a value in [0, 1), found ", fraction);
   if (fraction > 0 && !eval) {
@@ -198,7 +229,18 @@ int run_train(const Args& args) {
   topt.meta.template_name = dopt.template_name;
   ReftModel reft(*model, config, topt.seed);
   print_resolved(reft, topt, data_path, train.examples.size(), eval ? eval->examples.size() : 0);
-  const auto summary = train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(), progress_printer());
+  TrainSummary summary;
+  if (classification) {
+    auto labels = infer_labels(train, args.get_int("num-labels"));
+    ReftClassifier classifier(reft, labels, args.get_double("head-dropout"), topt.seed);
+    std::fprintf(stderr, "task          classification (%s), %lld labels, head %s\n%s\n",
+                 std::string(problem_type_name(labels.problem)).c_str(), static_cast<long long>(labels.num_labels()),
+                 classifier.head_from_checkpoint() ? "from the checkpoint" : "new",
+                 classifier.trainable_parameters_summary().c_str());
+    summary = train_classifier(classifier, train, eval ? &*eval : nullptr, topt, progress_printer());
+  } else {
+    summary = train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(), progress_printer());
+  }
   std::fprintf(stderr, "done: %lld steps in %.1f s, final loss %.4f; adapter written to %s\n",
                static_cast<long long>(summary.steps), summary.seconds, summary.final_loss, topt.output_dir.c_str());
   return 0;
@@ -273,16 +315,10 @@ std::vector<Command> train_commands() {
       {"output", "DIR", "reft-out", "output folder: adapter, checkpoint/, metrics.jsonl, summary.json, loss.svg"},
       {"eval-data", "FILE", "", "evaluation records (same format)"},
       {"eval-fraction", "F", "0", "hold out this fraction of --data for evaluation"},
-      {"format", "F", "auto", "auto, prompt-completion, alpaca or chat"},
-      {"prompt-field", "NAME", "prompt", "prompt field (prompt-completion)"},
-      {"completion-field", "NAME", "completion", "completion field, appended to the prompt verbatim"},
-      {"instruction-field", "NAME", "instruction", "alpaca instruction field"},
-      {"input-field", "NAME", "input", "alpaca input field"},
-      {"output-field", "NAME", "output", "alpaca output field"},
-      {"messages-field", "NAME", "messages", "chat messages field ([{role, content}, …])"},
-      {"template", "T", "none", "prompt template: none, alpaca, chatml, llama2, llama3, zephyr or a string with {prompt}"},
-      {"max-length", "N", "512", "truncate examples to N tokens (with a warning)"},
-      {"no-eos", "", "", "do not append the EOS token to completions"},
+      {"task", "T", "causal_lm", "causal_lm (loss on completions) or classification (a head on the intervened "
+                                 "representation: first token for encoders, last real token for decoders)"},
+      {"num-labels", "N", "0", "number of labels (0 = from the data; 1 = regression)"},
+      {"head-dropout", "P", "0", "dropout in the classification head"},
       {"epochs", "N", "3", "passes over the data"},
       {"max-steps", "N", "-1", "optimizer steps (overrides --epochs when > 0)"},
       {"lr", "LR", "0.004", "peak learning rate"},
@@ -300,6 +336,7 @@ std::vector<Command> train_commands() {
       {"resume", "", "", "continue from --output's checkpoint"},
       {"no-prefix-cache", "", "", "recompute the frozen layers below the interventions every step"},
   };
+  for (auto& f : data_flags()) train.push_back(f);
   for (auto& f : intervention_flags()) train.push_back(f);
   for (auto& f : runtime_flags()) train.push_back(f);
   std::vector<Flag> demo = {

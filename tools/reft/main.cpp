@@ -15,6 +15,7 @@ namespace {
 std::vector<reft::cli::Command> all_commands() {
   auto commands = reft::cli::model_commands();
   for (auto& c : reft::cli::train_commands()) commands.push_back(std::move(c));
+  for (auto& c : reft::cli::eval_commands()) commands.push_back(std::move(c));
   for (auto& c : reft::cli::bench_commands()) commands.push_back(std::move(c));
   for (auto& c : reft::cli::convert_commands()) commands.push_back(std::move(c));
   return commands;

@@ -7,6 +7,7 @@
 
 #include <reft/adapter.h>
 #include <reft/data.h>
+#include <reft/error.h>
 #include <reft/generate.h>
 #include <reft/model.h>
 #include <reft/reft_model.h>

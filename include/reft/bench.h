@@ -17,8 +17,8 @@ double measure_gemm_gflops(torch::Dtype dtype = torch::kFloat32, int64_t n = 204
 double measure_copy_gbps(int64_t bytes = 256ll << 20, double seconds = 1.0);
 
 /// FLOPs of one forward over a (B, T) batch of a decoder, counting what the model needs: every
-/// linear map (2 per weight per token), causal attention (q·k and p·v over the keys each query
-/// may see, with `past` cached keys), and the LM head only on `logits_rows` rows.
+/// linear map (2 per weight per token), attention (q·k and p·v over all past + T keys of each
+/// query, as computed — the PaLM/Megatron convention), and the LM head only on `logits_rows` rows.
 double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past, int64_t logits_rows);
 
 /// Weight bytes one decode step reads: every layer weight, the final norm and the LM head

@@ -15,7 +15,7 @@ std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int
   const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads, Dh = info.head_dim;
   const double I = info.intermediate_size, V = info.vocab_size, L = info.num_layers;
   const double linear = 2 * (D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I) * B * T;  // one layer
-  const double attention = 2 * 2 * H * Dh * (T * (T + 1) / 2.0) * B;                   // one layer
+  const double attention = 2 * 2 * H * Dh * (T * T) * B;  // one layer, every key (see decoder_forward_flops)
   const double head = 2 * D * V * labelled_rows;
   const double lowest = static_cast<double>(reft.lowest_layer());
   // Interventions: a few (N, D)×(D, r) products each; counted as 4·N·D·r·2 per intervention.

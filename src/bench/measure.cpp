@@ -6,6 +6,7 @@
 
 #include "reft/bench.h"
 #include "reft/generate.h"
+#include "reft/runtime.h"
 
 namespace reft {
 namespace {
@@ -48,7 +49,11 @@ double measure_copy_gbps(int64_t bytes, double seconds) {
   bytes = std::max<int64_t>(bytes, 256ll << 20);
   auto src = torch::ones({bytes / 4}, torch::kFloat32);
   auto dst = torch::empty_like(src);
+  // The ceiling is the machine's: copy with every core even if libtorch was set to fewer threads.
+  const int threads = at::get_num_threads();
+  torch::set_num_threads(available_cores());
   const double t = median_time([&] { dst.copy_(src); }, seconds);
+  torch::set_num_threads(threads);
   return 2.0 * static_cast<double>(src.numel()) * 4 / t / 1e9;
 }
 
@@ -56,8 +61,10 @@ double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_
   const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads, Dh = info.head_dim;
   const double I = info.intermediate_size;
   const double linear_params = D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I;
-  // Query t (0-based in this call) sees past + t + 1 keys; q·k and p·v are 2·Dh FLOPs per head each.
-  const double keys = T * past + T * (T + 1) / 2.0;
+  // Attention is counted as computed, over every key of the window (past + T per query), as PaLM
+  // and Megatron count it: the causal mask hides half the scores but the products are still formed.
+  // q·k and p·v are 2·Dh FLOPs per head and key each.
+  const double keys = T * (past + T);
   const double attention = 2 * 2 * H * Dh * keys;
   return info.num_layers * (2 * linear_params * B * T + attention * B) + 2.0 * D * info.vocab_size * logits_rows;
 }

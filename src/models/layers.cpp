@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "models/kernels.h"
 #include "reft/error.h"
 
 namespace reft {
@@ -50,15 +51,7 @@ FusedLinear load_fused_linear(const WeightBuilder& w, const std::vector<std::str
   return f;
 }
 
-torch::Tensor RmsNorm::operator()(const torch::Tensor& x) const {
-  if (x.scalar_type() == torch::kFloat32) {
-    auto variance = x.square().mean(-1, /*keepdim=*/true);
-    return x * (variance + eps).rsqrt_() * weight;
-  }
-  auto xf = x.to(torch::kFloat32);
-  auto variance = xf.square().mean(-1, /*keepdim=*/true);
-  return weight * (xf * (variance + eps).rsqrt_()).to(x.scalar_type());
-}
+torch::Tensor RmsNorm::operator()(const torch::Tensor& x) const { return kernels::rms_norm(x, weight, eps); }
 
 torch::Tensor LayerNorm::operator()(const torch::Tensor& x) const {
   return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
@@ -132,11 +125,7 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::cos_sin(const torch::Tensor& pos
 }
 
 torch::Tensor Rotary::apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  const int64_t half = x.size(-1) / 2;
-  auto x1 = x.narrow(-1, 0, half);
-  auto x2 = x.narrow(-1, half, half);
-  auto rotated = torch::cat({-x2, x1}, -1);
-  return x * cos + rotated * sin;
+  return kernels::rotary(x, cos, sin);
 }
 
 torch::Tensor attention_bias(const torch::Tensor& key_mask, int64_t past, int64_t T, bool causal,
@@ -167,13 +156,15 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
   // Query heads h = j·G + g share key/value head j (HF repeat_kv): fold G into the rows.
   auto qg = q.reshape({B, Hkv, G * T, Dh});
-  auto scores = torch::matmul(qg, k.transpose(-1, -2));  // (B, Hkv, G·T, S)
+  // libtorch 1.13's CPU bmm runs a transposed (strided) operand ~5× slower than a contiguous one,
+  // so kᵀ is materialised (S·Dh per head: small next to the products).
+  auto scores = torch::matmul(qg, k.transpose(-1, -2).contiguous());  // (B, Hkv, G·T, S)
   scores.mul_(scale);
   if (bias.defined()) scores = scores.view({B, Hkv, G, T, S}).add_(bias.view({B, 1, 1, T, S}));
   auto probs = scores.dtype() == torch::kFloat32
                    ? torch::softmax(scores, -1)
                    : torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  auto out = torch::matmul(probs.view({B, Hkv, G * T, S}), v);  // (B, Hkv, G·T, Dh)
+  auto out = torch::matmul(probs.view({B, Hkv, G * T, S}), v.contiguous());  // (B, Hkv, G·T, Dh)
   return out.view({B, H, T, Dh}).transpose(1, 2).reshape({B, T, H * Dh});
 }
 

@@ -11,6 +11,7 @@
 
 #include <cmath>
 
+#include "models/kernels.h"
 #include "models/layers.h"
 #include "reft/error.h"
 
@@ -33,7 +34,8 @@ class LlamaModel final : public Model {
     Linear down;          // down_proj
   };
   torch::Tensor attention(const Layer& layer, int index, const torch::Tensor& x, const torch::Tensor& cos,
-                          const torch::Tensor& sin, const torch::Tensor& bias, KVCache* cache, int64_t past);
+                          const torch::Tensor& sin, const torch::Tensor& bias, const torch::Tensor& key_mask,
+                          KVCache* cache, int64_t past);
 
   torch::Tensor embed_;  // (V, D)
   std::vector<Layer> layers_;
@@ -41,6 +43,7 @@ class LlamaModel final : public Model {
   Linear lm_head_;
   std::unique_ptr<Rotary> rotary_;
   Activation act_;
+  bool silu_ = false;  // the common case gets the fused SwiGLU kernel
   int64_t sliding_window_;
 };
 
@@ -65,6 +68,7 @@ LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant) {
          "), found ", in.num_heads);
   if (cfg.integer_or("pretraining_tp", 1) < 1) cfg.bad("pretraining_tp", "a positive integer");
   act_ = activation_by_name(cfg.string_or("hidden_act", "silu"), cfg.where() + "] field 'hidden_act'");
+  silu_ = cfg.string_or("hidden_act", "silu") == "silu" || cfg.string_or("hidden_act", "silu") == "swish";
   sliding_window_ = variant.sliding_window;
   rotary_ = std::make_unique<Rotary>(cfg, in.head_dim);
   const double eps = cfg.number_or("rms_norm_eps", 1e-6);
@@ -101,8 +105,8 @@ LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant) {
 }
 
 torch::Tensor LlamaModel::attention(const Layer& layer, int index, const torch::Tensor& x, const torch::Tensor& cos,
-                                    const torch::Tensor& sin, const torch::Tensor& bias, KVCache* cache,
-                                    int64_t past) {
+                                    const torch::Tensor& sin, const torch::Tensor& bias, const torch::Tensor& key_mask,
+                                    KVCache* cache, int64_t past) {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = info_.num_heads, Hkv = info_.num_kv_heads, Dh = info_.head_dim;
   auto parts = layer.qkv(x);
@@ -110,7 +114,11 @@ torch::Tensor LlamaModel::attention(const Layer& layer, int index, const torch::
   auto k = Rotary::apply(parts[1].view({B, T, Hkv, Dh}), cos, sin).permute({0, 2, 1, 3});  // (B, Hkv, T, Dh)
   auto v = parts[2].view({B, T, Hkv, Dh}).permute({0, 2, 1, 3});
   if (cache) std::tie(k, v) = cache_append(*cache, index, k, v, past);  // (B, Hkv, S, Dh)
-  auto out = attend(q, k, v, bias, 1.0 / std::sqrt(static_cast<double>(Dh)));  // (B, T, H·Dh)
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  // Decode steps (a few queries, no autograd) take the fused kernel; prefill and training the GEMMs.
+  auto out = kernels::decode_attention(q, k, v, key_mask, scale, sliding_window_);
+  if (!out.defined()) out = kernels::attention(q, k, v, key_mask, scale, /*causal=*/true, sliding_window_);
+  if (!out.defined()) out = attend(q, k, v, bias, scale);  // (B, T, H·Dh): other dtypes and devices
   return layer.o(out);
 }
 
@@ -152,11 +160,11 @@ ForwardOutput LlamaModel::forward(const ForwardInput& input) {
     const Layer& layer = layers_[l];
     h = site(l, Component::kBlockInput, h);
     auto x = site(l, Component::kAttentionInput, layer.input_norm(h));
-    auto a = site(l, Component::kAttentionOutput, attention(layer, l, x, cos, sin, bias, cache, past));
+    auto a = site(l, Component::kAttentionOutput, attention(layer, l, x, cos, sin, bias, key_mask, cache, past));
     h = h + a;
     x = site(l, Component::kMlpInput, layer.post_norm(h));
     auto gu = layer.gate_up(x);
-    auto m = site(l, Component::kMlpOutput, layer.down(act_(gu[0]) * gu[1]));
+    auto m = site(l, Component::kMlpOutput, layer.down(silu_ ? kernels::swiglu(gu[0], gu[1]) : act_(gu[0]) * gu[1]));
     h = h + m;
     h = site(l, Component::kBlockOutput, h);
     if (input.output_hidden_states && l + 1 < L) out.hidden_states.push_back(h);

@@ -195,7 +195,10 @@ ReftClassifier::ReftClassifier(ReftModel& reft, LabelSpace labels, double head_d
   auto bert_pooler = find_param(base, {"bert.pooler.dense.weight", "pooler.dense.weight"});
   auto bert_classifier = find_param(base, {"classifier.weight"});
   using Kind = ClassificationHead::Kind;
-  Kind kind = info.causal ? Kind::kScore : (bert_pooler.defined() ? Kind::kBertStyle : Kind::kRobertaStyle);
+  // BERT classifies through its pooler; RoBERTa's head ignores the pooler a bare RobertaModel has.
+  const bool roberta_family = info.model_type.find("roberta") != std::string::npos;
+  Kind kind = info.causal ? Kind::kScore
+                          : (!roberta_family && bert_pooler.defined() ? Kind::kBertStyle : Kind::kRobertaStyle);
   if (info.kind == ModelKind::kSequenceClassification && info.num_labels != K)
     usage_fail("[num_labels] the model's classifier has ", info.num_labels, " labels, the data has ", K,
                "; use a base model without a classification head or matching labels");

@@ -13,6 +13,7 @@
 #include "reft/error.h"
 #include "reft/generate.h"
 #include "reft/model.h"
+#include "reft/pyreft.h"
 #include "reft/presets.h"
 #include "reft/runtime.h"
 #include "reft/safetensors.h"
@@ -42,7 +43,10 @@ std::vector<std::string> read_lines(const std::string& path);
 std::optional<LoadedAdapter> open_adapter(const Args& args, Model& model) {
   auto dir = args.maybe("adapter");
   if (!dir) return std::nullopt;
-  return load_adapter(model, *dir, args.has("allow-base-mismatch"));
+  AdapterLoadOptions options;
+  options.allow_base_mismatch = args.has("allow-base-mismatch");
+  options.positions = args.maybe("position");
+  return load_adapter_auto(model, *dir, options);  // reft or pyreft directories
 }
 
 // The prompt template: --template, else the adapter's, else none.
@@ -219,14 +223,15 @@ int run_forward(const Args& args) {
   } else {
     out = model->forward(in);
   }
-  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
-      {"input_ids", ids}, {"attention_mask", mask}, {"logits", out.logits.to(torch::kFloat32)}};
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {{"input_ids", ids}, {"attention_mask", mask}};
+  if (out.logits.defined()) tensors.emplace_back("logits", out.logits.to(torch::kFloat32));  // headless: none
   for (size_t i = 0; i < out.hidden_states.size(); ++i)
     tensors.emplace_back("hidden." + std::to_string(i), out.hidden_states[i].to(torch::kFloat32));
   if (model->info().causal) tensors.emplace_back("last_block_raw", out.last_block.to(torch::kFloat32));
   save_safetensors(args.get("out"), tensors);
-  std::cerr << "wrote " << args.get("out") << ": logits " << out.logits.sizes() << ", " << out.hidden_states.size()
-            << " hidden states\n";
+  std::cerr << "wrote " << args.get("out") << ": "
+            << (out.logits.defined() ? "logits " + str(out.logits.sizes()) : std::string("no logits (headless model)"))
+            << ", " << out.hidden_states.size() << " hidden states\n";
   return 0;
 }
 
@@ -308,6 +313,7 @@ std::vector<Command> model_commands() {
            {"adapter", "DIR", "", "apply a trained adapter (interventions at the prompt positions during prefill)"},
            {"template", "T", "", "prompt template (default: the adapter's, else none)"},
            {"intervene-generated", "", "", "with --adapter: also edit every generated token"},
+           {"position", "P", "", "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
            {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
            {"stop", "TEXT", "", "stop once the continuation contains TEXT"},
            {"ignore-eos", "", "", "do not stop on the model's eos ids"},
@@ -337,6 +343,7 @@ std::vector<Command> model_commands() {
            {"padding", "SIDE", "right", "padding side for --ids-file: left or right"},
            {"adapter", "DIR", "", "apply a trained adapter; the logits are then the intervened ones"},
            {"prompt-length", "N", "0", "with --adapter: prompt tokens per row for the position spec (0 = all)"},
+           {"position", "P", "", "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
            {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
            {"out", "FILE", "", "output .safetensors"},
        }),

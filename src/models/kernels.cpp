@@ -1,0 +1,491 @@
+#include "models/kernels.h"
+
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+namespace reft::kernels {
+namespace {
+
+// The inner loops are compiled for AVX-512, AVX2 and the baseline, picked at load time by CPU
+// features (GCC's "arch=" clones would test the CPU model, which misses AMD processors).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define REFT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define REFT_MULTIVERSION
+#endif
+
+// exp for float in plain arithmetic the compiler vectorizes (Cody–Waite range reduction and
+// Cephes's expf polynomial; about 1 ulp), where std::exp stays a scalar libm call.
+__attribute__((always_inline)) inline float fast_exp(float x) {
+  // Branch-free clamps (std::min/max block vectorization here).
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.72283f ? 88.72283f : x;
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return y * scale;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+bool fast_path(const torch::Tensor& t) {
+  return t.device().is_cpu() && t.scalar_type() == torch::kFloat32;
+}
+
+// ---- RMSNorm ----
+
+REFT_MULTIVERSION float rms_row(const float* xr, const float* w, float* yr, int64_t d, float eps) {
+  float sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < d; ++i) sum += xr[i] * xr[i];
+  const float s = 1.0f / std::sqrt(sum / static_cast<float>(d) + eps);
+  for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * s * w[i];
+  return s;
+}
+
+void rms_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t d, double eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) rstd[r] = rms_row(x + r * d, w, y + r * d, d, static_cast<float>(eps));
+  });
+}
+
+class RmsNormFn : public torch::autograd::Function<RmsNormFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps) {
+    auto xc = x.contiguous();
+    const int64_t d = xc.size(-1), rows = xc.numel() / std::max<int64_t>(d, 1);
+    auto y = torch::empty_like(xc);
+    auto rstd = torch::empty({rows}, xc.options());
+    rms_forward(xc.data_ptr<float>(), w.contiguous().data_ptr<float>(), y.data_ptr<float>(), rstd.data_ptr<float>(),
+                rows, d, eps);
+    ctx->save_for_backward({xc, w, rstd});
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto x = saved[0], w = saved[1].contiguous(), rstd = saved[2];
+    auto dy = grads[0].contiguous();
+    const int64_t d = x.size(-1), rows = x.numel() / std::max<int64_t>(d, 1);
+    auto dx = torch::empty_like(x);
+    const float* xp = x.data_ptr<float>();
+    const float* wp = w.data_ptr<float>();
+    const float* sp = rstd.data_ptr<float>();
+    const float* gp = dy.data_ptr<float>();
+    float* op = dx.data_ptr<float>();
+    // y = x·s·w with s = (mean(x²) + eps)^−½:  dx = s·(g∘w) − x·s³·mean(x∘g∘w).
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        const float* xr = xp + r * d;
+        const float* gr = gp + r * d;
+        float* o = op + r * d;
+        const float s = sp[r];
+        float dot = 0;
+        for (int64_t i = 0; i < d; ++i) dot += xr[i] * gr[i] * wp[i];
+        const float c = s * s * s * dot / static_cast<float>(d);
+        for (int64_t i = 0; i < d; ++i) o[i] = s * gr[i] * wp[i] - xr[i] * c;
+      }
+    });
+    torch::Tensor dw;
+    if (ctx->needs_input_grad(1)) dw = (dy * x * rstd.unsqueeze(-1)).reshape({-1, d}).sum(0);
+    return {dx, dw, torch::Tensor()};
+  }
+};
+
+// ---- rotary ----
+
+// y1 = x1·c1 − x2·s1, y2 = x2·c2 + x1·s2 over the two halves of Dh (HF's tables repeat per half,
+// but nothing here relies on it). sign < 0 applies the transpose (the backward).
+// One (b, t) position: every head, with the position's cos/sin.
+REFT_MULTIVERSION void rotary_position(const float* x, int64_t head_stride, int64_t H, const float* c, const float* s,
+                                       float* y, int64_t half, bool transpose) {
+  for (int64_t h = 0; h < H; ++h) {
+    const float* xi = x + h * head_stride;
+    float* yo = y + h * 2 * half;
+    if (!transpose) {
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = xi[i], x2 = xi[i + half];
+        yo[i] = x1 * c[i] - x2 * s[i];
+        yo[i + half] = x2 * c[i + half] + x1 * s[i + half];
+      }
+    } else {  // dx1 = g1·c1 + g2·s2, dx2 = g2·c2 − g1·s1
+      for (int64_t i = 0; i < half; ++i) {
+        const float g1 = xi[i], g2 = xi[i + half];
+        yo[i] = g1 * c[i] + g2 * s[i + half];
+        yo[i + half] = g2 * c[i + half] - g1 * s[i];
+      }
+    }
+  }
+}
+
+void rotary_apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& y,
+                  bool transpose) {
+  const int64_t B = x.size(0), T = x.size(1), H = x.size(2), Dh = x.size(3), half = Dh / 2;
+  const auto xs = x.strides();
+  const float* xp = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, B * T, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t bt = begin; bt < end; ++bt)  // cos/sin are (B, T, 1, Dh) contiguous
+      rotary_position(xp + (bt / T) * xs[0] + (bt % T) * xs[1], xs[2], H, cp + bt * Dh, sp + bt * Dh,
+                      yp + bt * H * Dh, half, transpose);
+  });
+}
+
+class RotaryFn : public torch::autograd::Function<RotaryFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin) {
+    auto y = torch::empty(x.sizes(), x.options());
+    rotary_apply(x, cos, sin, y, /*transpose=*/false);
+    ctx->save_for_backward({cos, sin});
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto g = grads[0].contiguous();
+    auto dx = torch::empty_like(g);
+    rotary_apply(g, saved[0], saved[1], dx, /*transpose=*/true);
+    return {dx, torch::Tensor(), torch::Tensor()};
+  }
+};
+
+// ---- SwiGLU ----
+
+REFT_MULTIVERSION void swiglu_row(const float* g, const float* u, float* o, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + fast_exp(-g[i])) * u[i];
+}
+
+REFT_MULTIVERSION void swiglu_row_backward(const float* g, const float* u, const float* d, float* dg, float* du,
+                                           int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float sig = 1.0f / (1.0f + fast_exp(-g[i]));
+    dg[i] = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    du[i] = d[i] * g[i] * sig;
+  }
+}
+
+class SwigluFn : public torch::autograd::Function<SwigluFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+    const int64_t I = gate.size(-1), rows = gate.numel() / std::max<int64_t>(I, 1);
+    auto shape = gate.sizes().vec();
+    auto y = torch::empty(shape, gate.options());
+    const float* gp = gate.data_ptr<float>();
+    const float* up_ = up.data_ptr<float>();
+    const int64_t gs = gate.stride(gate.dim() - 2), us = up.stride(up.dim() - 2);
+    float* yp = y.data_ptr<float>();
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) swiglu_row(gp + r * gs, up_ + r * us, yp + r * I, I);
+    });
+    ctx->save_for_backward({gate, up});
+    return y;
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto gate = saved[0], up = saved[1];
+    auto dy = grads[0].contiguous();
+    const int64_t I = gate.size(-1), rows = gate.numel() / std::max<int64_t>(I, 1);
+    auto dg = torch::empty(gate.sizes(), gate.options()), du = torch::empty(up.sizes(), up.options());
+    const float* gp = gate.data_ptr<float>();
+    const float* upp = up.data_ptr<float>();
+    const int64_t gs = gate.stride(gate.dim() - 2), us = up.stride(up.dim() - 2);
+    const float* dp = dy.data_ptr<float>();
+    float* dgp = dg.data_ptr<float>();
+    float* dup = du.data_ptr<float>();
+    at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r)
+        swiglu_row_backward(gp + r * gs, upp + r * us, dp + r * I, dgp + r * I, dup + r * I, I);
+    });
+    return {dg, du};
+  }
+};
+
+// Rows of `t` are at a fixed stride with a contiguous last dim (a slice of a fused projection).
+bool rows_with_unit_stride(const torch::Tensor& t) {
+  if (t.dim() < 2 || t.stride(-1) != 1) return false;
+  // The leading dims must flatten to one row index with a constant stride.
+  int64_t expected = t.stride(t.dim() - 2);
+  for (int64_t d = t.dim() - 2; d > 0; --d) {
+    if (t.stride(d - 1) != t.size(d) * t.stride(d)) return false;
+  }
+  return expected >= t.size(-1);
+}
+
+// ---- attention ----
+
+// OpenBLAS keeps its own thread pool; inside a parallel region each call must run on the calling
+// thread, or the two pools fight over the cores.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+    static auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    static auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    set_ = set;
+    if (set_ && get) {
+      previous_ = get();
+      set_(1);
+    }
+  }
+  ~SingleThreadedBlas() {
+    if (set_ && previous_ > 0) set_(previous_);
+  }
+
+ private:
+  void (*set_)(int) = nullptr;
+  int previous_ = 0;
+};
+
+struct MaskSpec {
+  const int64_t* key_mask = nullptr;  // (B, S) or null
+  int64_t S = 0, T = 0, window = 0;
+  bool causal = true;
+  bool visible(int64_t b, int64_t t, int64_t s) const {
+    const int64_t pos = S - T + t;
+    if (causal && s > pos) return false;
+    if (window > 0 && s <= pos - window) return false;
+    return !key_mask || key_mask[b * S + s];
+  }
+};
+
+// In place: row-wise softmax of scale·scores over the visible keys; invisible keys get 0. The
+// causal limit and the window are ranges; only a padding mask needs a per-key test.
+REFT_MULTIVERSION void softmax_range(float* row, int64_t lo, int64_t hi, const int64_t* keep, float scale) {
+  if (!keep) {  // the common case, vectorized
+    float peak = -std::numeric_limits<float>::infinity(), total = 0;
+#pragma omp simd reduction(max : peak)
+    for (int64_t s = lo; s <= hi; ++s) peak = std::max(peak, row[s] * scale);
+#pragma omp simd reduction(+ : total)
+    for (int64_t s = lo; s <= hi; ++s) {
+      row[s] = fast_exp(row[s] * scale - peak);
+      total += row[s];
+    }
+    const float inv = 1.0f / total;
+#pragma omp simd
+    for (int64_t s = lo; s <= hi; ++s) row[s] *= inv;
+    return;
+  }
+  float peak = -std::numeric_limits<float>::infinity();
+  for (int64_t s = lo; s <= hi; ++s)
+    if (!keep || keep[s]) peak = std::max(peak, row[s] * scale);
+  float total = 0;
+  for (int64_t s = lo; s <= hi; ++s) {
+    const float e = (!keep || keep[s]) ? fast_exp(row[s] * scale - peak) : 0.0f;
+    row[s] = e;
+    total += e;
+  }
+  const float inv = 1.0f / total;
+  for (int64_t s = lo; s <= hi; ++s) row[s] *= inv;
+}
+
+void masked_softmax(float* p, int64_t T, int64_t S, int64_t b, const MaskSpec& m, float scale) {
+  const int64_t* keep = m.key_mask ? m.key_mask + b * S : nullptr;
+  for (int64_t t = 0; t < T; ++t) {
+    float* row = p + t * S;
+    const int64_t pos = S - T + t;
+    const int64_t hi = m.causal ? std::min(pos, S - 1) : S - 1;
+    const int64_t lo = m.window > 0 ? std::max<int64_t>(0, pos - m.window + 1) : 0;
+    bool any = false;
+    for (int64_t s = lo; s <= hi && !any; ++s) any = !keep || keep[s];
+    if (!any) {
+      for (int64_t s = 0; s < S; ++s) row[s] = 1.0f / S;  // HF's finite masking: uniform
+      continue;
+    }
+    std::fill(row, row + lo, 0.0f);
+    std::fill(row + hi + 1, row + S, 0.0f);
+    softmax_range(row, lo, hi, keep, scale);
+  }
+}
+
+class AttentionFn : public torch::autograd::Function<AttentionFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& key_mask, double scale, bool causal,
+                               int64_t window) {
+    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
+    const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
+    auto out = torch::empty({B, T, H, Dh}, q.options());
+    auto probs = torch::empty({B, H, T, S}, q.options());
+    torch::Tensor mask = key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
+    const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, window, causal};
+    {
+      torch::NoGradGuard no_grad;
+      SingleThreadedBlas single;
+      at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t task = begin; task < end; ++task) {
+          const int64_t b = task / Hkv, j = task % Hkv;
+          auto kj = k[b][j], vj = v[b][j];  // (S, Dh)
+          for (int64_t g = 0; g < G; ++g) {
+            const int64_t h = j * G + g;
+            auto p = probs[b][h];  // (T, S)
+            at::mm_out(p, q[b][h], kj.t());  // p is a contiguous slice: written in place
+            masked_softmax(p.data_ptr<float>(), T, S, b, m, static_cast<float>(scale));
+            out.select(0, b).select(1, h).copy_(at::mm(p, vj));  // (T, Dh)
+          }
+        }
+      });
+    }
+    ctx->save_for_backward({q, k, v, probs});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["causal"] = causal;
+    ctx->saved_data["window"] = window;
+    ctx->saved_data["mask"] = mask;
+    return out.view({B, T, H * Dh});
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto q = saved[0], k = saved[1], v = saved[2], probs = saved[3];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
+    const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
+    const auto mask = ctx->saved_data["mask"].toTensor();
+    const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, ctx->saved_data["window"].toInt(),
+                     ctx->saved_data["causal"].toBool()};
+    auto dout = grads[0].contiguous().view({B, T, H, Dh});
+    auto dq = torch::empty({B, H, T, Dh}, q.options());
+    auto dk = torch::zeros({B, Hkv, S, Dh}, q.options());
+    auto dv = torch::zeros({B, Hkv, S, Dh}, q.options());
+    torch::NoGradGuard no_grad;
+    SingleThreadedBlas single;
+    at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t b = task / Hkv, j = task % Hkv;
+        auto kj = k[b][j], vj = v[b][j];
+        auto dkj = dk[b][j], dvj = dv[b][j];
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t h = j * G + g;
+          auto p = probs[b][h];                          // (T, S)
+          auto dO = dout.select(0, b).select(1, h);      // (T, Dh)
+          dvj.addmm_(p.t(), dO);                         // dV += Pᵀ dO
+          auto dp = at::mm(dO, vj.t());                  // (T, S)
+          // dS = P ∘ (dP − Σ_s dP∘P), then the score scale.
+          auto ds = p * (dp - (dp * p).sum(-1, true));
+          ds.mul_(scale);
+          // A query with no visible key attended uniformly to constants: no gradient to q or k.
+          for (int64_t t = 0; t < T; ++t) {
+            bool any = false;
+            for (int64_t s = 0; s < S && !any; ++s) any = m.visible(b, t, s);
+            if (!any) ds[t].zero_();
+          }
+          auto dqh = dq[b][h];
+          at::mm_out(dqh, ds, kj);                       // dQ = dS K
+          dkj.addmm_(ds.t(), q[b][h]);                   // dK += dSᵀ Q
+        }
+      }
+    });
+    return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const torch::Tensor& key_mask, double scale, bool causal, int64_t sliding_window) {
+  if (!fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
+    return {};
+  return AttentionFn::apply(q, k, v, key_mask.defined() ? key_mask : torch::Tensor(), scale, causal, sliding_window);
+}
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  if (!fast_path(x) || !fast_path(weight)) {
+    auto xf = x.to(torch::kFloat32);
+    auto y = xf * (xf.square().mean(-1, true) + eps).rsqrt();
+    return weight * y.to(x.scalar_type());
+  }
+  return RmsNormFn::apply(x, weight, eps);
+}
+
+torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+  if (!fast_path(x) || !fast_path(cos) || x.dim() != 4 || x.stride(3) != 1 || !cos.is_contiguous() ||
+      !sin.is_contiguous() || cos.size(0) != x.size(0) || cos.size(1) != x.size(1)) {
+    const int64_t half = x.size(-1) / 2;
+    auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+    return x * cos + rotated * sin;
+  }
+  return RotaryFn::apply(x, cos, sin);
+}
+
+torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
+  if (!fast_path(gate) || !fast_path(up) || gate.sizes() != up.sizes() || !rows_with_unit_stride(gate) ||
+      !rows_with_unit_stride(up))
+    return torch::silu(gate) * up;
+  return SwigluFn::apply(gate, up);
+}
+
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const torch::Tensor& key_mask, double scale, int64_t sliding_window) {
+  if (torch::GradMode::is_enabled() || !fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 ||
+      k.stride(3) != 1 || v.stride(3) != 1)
+    return {};
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
+  const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
+  if (T > 4) return {};  // prefill: the GEMM path is faster
+  auto out = torch::empty({B, T, H * Dh}, q.options());
+  torch::Tensor mask = key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
+  const int64_t* mp = mask.defined() ? mask.data_ptr<int64_t>() : nullptr;
+  const float* qp = q.data_ptr<float>();
+  const float* kp = k.data_ptr<float>();
+  const float* vp = v.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  const auto qs = q.strides(), ks = k.strides(), vs = v.strides();
+  at::parallel_for(0, B * H, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(S);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H, j = h / G;
+      const float* kb = kp + b * ks[0] + j * ks[1];
+      const float* vb = vp + b * vs[0] + j * vs[1];
+      for (int64_t t = 0; t < T; ++t) {
+        const float* qi = qp + b * qs[0] + h * qs[1] + t * qs[2];
+        const int64_t pos = S - T + t;  // this query's own key position
+        float peak = -std::numeric_limits<float>::infinity();
+        for (int64_t s = 0; s < S; ++s) {
+          const bool visible = s <= pos && (!mp || mp[b * S + s]) && (sliding_window <= 0 || s > pos - sliding_window);
+          if (!visible) {
+            p[s] = -std::numeric_limits<float>::infinity();
+            continue;
+          }
+          const float* kr = kb + s * ks[2];
+          float dot = 0;
+          for (int64_t i = 0; i < Dh; ++i) dot += qi[i] * kr[i];
+          p[s] = dot * static_cast<float>(scale);
+          peak = std::max(peak, p[s]);
+        }
+        float* o = op + (b * T + t) * H * Dh + h * Dh;
+        std::fill(o, o + Dh, 0.0f);
+        if (peak == -std::numeric_limits<float>::infinity()) {
+          // No visible key (a padded query): HF's finite mask gives uniform weights over all keys.
+          for (int64_t s = 0; s < S; ++s) p[s] = 1.0f / S;
+        } else {
+          float total = 0;
+          for (int64_t s = 0; s < S; ++s) total += p[s] = std::exp(p[s] - peak);
+          for (int64_t s = 0; s < S; ++s) p[s] /= total;
+        }
+        for (int64_t s = 0; s < S; ++s) {
+          if (p[s] == 0) continue;
+          const float* vr = vb + s * vs[2];
+          for (int64_t i = 0; i < Dh; ++i) o[i] += p[s] * vr[i];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace reft::kernels

@@ -1,0 +1,123 @@
+// The fused CPU kernels against the composite libtorch formulas they replace: values and
+// gradients (their backwards are hand-written), on contiguous and strided inputs.
+
+#include "models/kernels.h"
+
+#include <torch/torch.h>
+
+#include "torch_test_util.h"
+
+namespace reft {
+namespace {
+
+using test::tensors_close;
+
+// Returns (output, gradients of Σ w∘output with respect to `inputs`).
+template <class F>
+std::pair<torch::Tensor, std::vector<torch::Tensor>> run(F f, std::vector<torch::Tensor> inputs, const torch::Tensor& w) {
+  for (auto& x : inputs) x = x.detach().clone().requires_grad_(true);
+  auto y = f(inputs);
+  (y * w).sum().backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& x : inputs) grads.push_back(x.grad().clone());
+  return {y.detach(), grads};
+}
+
+TEST(Kernels, RmsNormMatchesTheFormula) {
+  torch::manual_seed(0);
+  auto x = torch::randn({3, 5, 48}), weight = torch::randn({48});
+  auto w = torch::randn({3, 5, 48});
+  auto fused = run([&](auto& in) { return kernels::rms_norm(in[0], weight, 1e-5); }, {x}, w);
+  auto plain = run([&](auto& in) { return in[0] * (in[0].square().mean(-1, true) + 1e-5).rsqrt() * weight; }, {x}, w);
+  EXPECT_TRUE(tensors_close("rms_norm", fused.first, plain.first, 1e-5, 1e-5));
+  EXPECT_TRUE(tensors_close("d rms_norm", fused.second[0], plain.second[0], 1e-5, 1e-4));
+}
+
+TEST(Kernels, RotaryMatchesRotateHalf) {
+  torch::manual_seed(1);
+  // x as a strided slice of a fused projection: (B, T, H, Dh) inside (B, T, 3·H·Dh).
+  auto fused_proj = torch::randn({2, 7, 3 * 4 * 16});
+  auto x = fused_proj.narrow(-1, 64, 64).view({2, 7, 4, 16});
+  auto cos = torch::randn({2, 7, 1, 16}), sin = torch::randn({2, 7, 1, 16});
+  auto w = torch::randn({2, 7, 4, 16});
+  auto fused = run([&](auto& in) { return kernels::rotary(in[0].narrow(-1, 64, 64).view({2, 7, 4, 16}), cos, sin); },
+                   {fused_proj}, w);
+  auto plain = run(
+      [&](auto& in) {
+        auto xs = in[0].narrow(-1, 64, 64).view({2, 7, 4, 16});
+        auto rotated = torch::cat({-xs.narrow(-1, 8, 8), xs.narrow(-1, 0, 8)}, -1);
+        return xs * cos + rotated * sin;
+      },
+      {fused_proj}, w);
+  EXPECT_TRUE(tensors_close("rotary", fused.first, plain.first, 1e-6));
+  EXPECT_TRUE(tensors_close("d rotary", fused.second[0], plain.second[0], 1e-6));
+}
+
+TEST(Kernels, SwigluMatchesSiluTimesUp) {
+  torch::manual_seed(2);
+  auto gu = torch::randn({3, 4, 2 * 40}) * 3;
+  auto w = torch::randn({3, 4, 40});
+  auto split = [](const torch::Tensor& t) { return t.split_with_sizes({40, 40}, -1); };
+  auto fused = run([&](auto& in) { auto p = split(in[0]); return kernels::swiglu(p[0], p[1]); }, {gu}, w);
+  auto plain = run([&](auto& in) { auto p = split(in[0]); return torch::silu(p[0]) * p[1]; }, {gu}, w);
+  EXPECT_TRUE(tensors_close("swiglu", fused.first, plain.first, 1e-6, 1e-6));
+  EXPECT_TRUE(tensors_close("d swiglu", fused.second[0], plain.second[0], 1e-5, 1e-5));
+}
+
+// Reference attention: explicit scores, finite masking (uniform rows when nothing is visible).
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& key_mask, double scale, int64_t window) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1), S = k.size(2);
+  auto kk = k.repeat_interleave(H / Hkv, 1), vv = v.repeat_interleave(H / Hkv, 1);
+  auto scores = torch::matmul(q, kk.transpose(-1, -2)) * scale;  // (B, H, T, S)
+  auto pos = torch::arange(S - T, S).view({T, 1}), key = torch::arange(S).view({1, S});
+  auto allowed = key.le(pos);
+  if (window > 0) allowed = allowed.logical_and(key.gt(pos - window));
+  auto ok = allowed.view({1, 1, T, S}).logical_and(key_mask.to(torch::kBool).view({B, 1, 1, S}));
+  scores = scores.masked_fill(ok.logical_not(), std::numeric_limits<float>::lowest());
+  return torch::matmul(scores.softmax(-1), vv).transpose(1, 2).reshape({B, T, H * Dh});
+}
+
+TEST(Kernels, AttentionForwardAndBackwardWithPaddingGqaAndWindow) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 4, Hkv = 2, T = 5, past = 3, S = past + T, Dh = 8;
+  // Views like the model's: q/k/v slices of fused projections, permuted to heads-first.
+  auto qkv = torch::randn({B, T, (H + 2 * Hkv) * Dh});
+  auto k_cache = torch::randn({B, Hkv, S, Dh});
+  auto mask = torch::ones({B, S}, torch::kInt64);
+  mask[1].narrow(0, 0, 4).fill_(0);  // row 1 is left-padded: its first query sees nothing
+  auto w = torch::randn({B, T, H * Dh});
+  for (int64_t window : {0, 3}) {
+    const auto f = [&](bool fused) {
+      return run(
+          [&](auto& in) {
+            auto q = in[0].narrow(-1, 0, H * Dh).view({B, T, H, Dh}).permute({0, 2, 1, 3});
+            auto k = in[1];
+            auto v = in[0].narrow(-1, H * Dh, Hkv * Dh).view({B, T, Hkv, Dh}).permute({0, 2, 1, 3});
+            auto vfull = torch::cat({in[1].narrow(2, 0, past), v}, 2);  // cached values + new ones
+            return fused ? kernels::attention(q, k, vfull, mask, 0.3, true, window)
+                         : reference_attention(q, k, vfull, mask, 0.3, window);
+          },
+          {qkv, k_cache}, w);
+    };
+    auto a = f(true), b = f(false);
+    // Rows with no visible key are uniform in both; compare everything.
+    EXPECT_TRUE(tensors_close("attention w" + std::to_string(window), a.first, b.first, 1e-5));
+    EXPECT_TRUE(tensors_close("d qkv w" + std::to_string(window), a.second[0], b.second[0], 1e-5, 1e-4));
+    EXPECT_TRUE(tensors_close("d k w" + std::to_string(window), a.second[1], b.second[1], 1e-5, 1e-4));
+  }
+}
+
+TEST(Kernels, DecodeAttentionMatchesReference) {
+  torch::manual_seed(4);
+  torch::NoGradGuard g;
+  auto q = torch::randn({2, 6, 1, 16}), k = torch::randn({2, 3, 9, 16}), v = torch::randn({2, 3, 9, 16});
+  auto mask = torch::ones({2, 9}, torch::kInt64);
+  mask[0].narrow(0, 0, 2).fill_(0);
+  auto a = kernels::decode_attention(q, k, v, mask, 0.25, 0);
+  ASSERT_TRUE(a.defined());
+  EXPECT_TRUE(tensors_close("decode", a, reference_attention(q, k, v, mask, 0.25, 0), 1e-5));
+}
+
+}  // namespace
+}  // namespace reft

@@ -235,6 +235,29 @@ TEST_F(TrainTest, SameSeedSameLosses) {
   }
 }
 
+// The frozen-prefix cache (resuming at the lowest layer, or one past it for block_output sites)
+// changes nothing but speed.
+TEST_F(TrainTest, PrefixCacheMatchesTheFullForward) {
+  const auto data = synthetic_dataset(6, 12);
+  for (const auto component : {Component::kBlockOutput, Component::kMlpOutput}) {
+    InterventionOptions o;
+    o.low_rank_dimension = 2;
+    auto config = ReftConfig::build({1, 2}, component, o, "f1+l1", false);
+    std::vector<std::vector<double>> losses;
+    for (const bool cache : {false, true}) {
+      ReftModel reft(*model_, config, 21);
+      TrainOptions t;
+      t.max_steps = 6;
+      t.batch_size = 3;
+      t.cache_frozen_prefix = cache;
+      losses.push_back(train_reft(reft, data, nullptr, t).losses);
+    }
+    ASSERT_EQ(losses[0].size(), losses[1].size());
+    for (size_t i = 0; i < losses[0].size(); ++i)
+      EXPECT_NEAR(losses[0][i], losses[1][i], 1e-5) << component_name(component) << " step " << i;
+  }
+}
+
 TEST_F(TrainTest, NanStopsTrainingAndKeepsTheLastGoodCheckpoint) {
   ReftModel reft(*model_, loreft_config({1}, OrthogonalMode::kLean, InterventionType::kNoReFT), 3);
   TrainOptions o;

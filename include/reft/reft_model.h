@@ -89,6 +89,10 @@ class ReftModel {
 
   /// The lowest layer any intervention reads (layers below it never need gradients).
   int64_t lowest_layer() const;
+  /// The layer a forward may resume from with a cached prefix (ReftBatch::start_layer): one past
+  /// the lowest layer when its only sites are block_output (they fire on the resumed state), else
+  /// the lowest layer.
+  int64_t resumable_layer() const;
 
  private:
   Model& base_;

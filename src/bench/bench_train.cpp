@@ -41,14 +41,14 @@ TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& o) {
   batch.labels.narrow(1, 0, prompt).fill_(-100);
   batch.prompt_lengths.assign(B, prompt);
   int64_t start_layer = 0;
-  if (o.cache_frozen_prefix && reft.lowest_layer() > 0) {
+  if (o.cache_frozen_prefix && reft.resumable_layer() > 0) {
     torch::NoGradGuard no_grad;
     ForwardInput in;
     in.input_ids = batch.input_ids.to(info.device);
-    in.stop_layer = static_cast<int>(reft.lowest_layer());
+    in.stop_layer = static_cast<int>(reft.resumable_layer());
     in.logits = LogitsMode::kNone;
     batch.start_hidden = reft.base().forward(in).last_block;
-    batch.start_layer = start_layer = reft.lowest_layer();
+    batch.start_layer = start_layer = reft.resumable_layer();
   }
   std::vector<torch::Tensor> params;
   for (auto& [name, p] : reft.named_parameters()) params.push_back(p);

@@ -192,7 +192,7 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   void* ptr = const_cast<uint8_t*>(data_ + e->begin);
   if (reinterpret_cast<uintptr_t>(ptr) % info->itemsize != 0) {
     auto out = torch::empty(e->shape, options);
-    std::memcpy(out.data_ptr(), ptr, e->end - e->begin);
+    if (e->end > e->begin) std::memcpy(out.data_ptr(), ptr, e->end - e->begin);
     return out;
   }
   auto keep = shared_from_this();

@@ -313,6 +313,58 @@ void masked_softmax(float* p, int64_t T, int64_t S, int64_t b, const MaskSpec& m
   }
 }
 
+// Row-major C = α·op(A)·op(B) + β·C through the Fortran BLAS symbol libtorch already links,
+// without ATen's per-call dispatch and view creation (hundreds of small per-head products per
+// layer). Column-major BLAS sees a row-major matrix as its transpose, hence the swapped operands.
+using SgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                         const int*, const float*, const int*, const float*, float*, const int*);
+
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  static const auto sgemm = reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "sgemm_"));
+  if (sgemm) {
+    const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+    const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
+    sgemm(trans_b ? "T" : "N", trans_a ? "T" : "N", &n, &m, &k, &alpha, B, &lb, A, &la, &beta, C, &lc);
+    return;
+  }
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float acc = 0;
+      for (int64_t l = 0; l < K; ++l)
+        acc += (trans_a ? A[l * lda + i] : A[i * lda + l]) * (trans_b ? B[j * ldb + l] : B[l * ldb + j]);
+      C[i * ldc + j] = alpha * acc + (beta == 0 ? 0.0f : beta * C[i * ldc + j]);
+    }
+}
+
+// Strided views of q (B, H, T, Dh), k/v (B, Hkv, S, Dh) as raw pointers.
+struct HeadLayout {
+  const float* q;
+  const float* k;
+  const float* v;
+  int64_t qs[3], ks[3], vs[3];  // strides of dims 0..2 (dim 3 has stride 1)
+  const float* q_head(int64_t b, int64_t h) const { return q + b * qs[0] + h * qs[1]; }
+  const float* k_head(int64_t b, int64_t j) const { return k + b * ks[0] + j * ks[1]; }
+  const float* v_head(int64_t b, int64_t j) const { return v + b * vs[0] + j * vs[1]; }
+};
+
+HeadLayout layout_of(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
+  HeadLayout l{q.data_ptr<float>(), k.data_ptr<float>(), v.data_ptr<float>(), {}, {}, {}};
+  for (int d = 0; d < 3; ++d) {
+    l.qs[d] = q.stride(d);
+    l.ks[d] = k.stride(d);
+    l.vs[d] = v.stride(d);
+  }
+  return l;
+}
+
+// Whether query row t of batch row b sees at least one key.
+bool any_visible(const MaskSpec& m, int64_t b, int64_t t) {
+  for (int64_t s = 0; s < m.S; ++s)
+    if (m.visible(b, t, s)) return true;
+  return false;
+}
+
 class AttentionFn : public torch::autograd::Function<AttentionFn> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
@@ -324,19 +376,20 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
     auto probs = torch::empty({B, H, T, S}, q.options());
     torch::Tensor mask = key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
     const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, window, causal};
+    const HeadLayout l = layout_of(q, k, v);
+    float* op = out.data_ptr<float>();
+    float* pp = probs.data_ptr<float>();
     {
-      torch::NoGradGuard no_grad;
       SingleThreadedBlas single;
       at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
         for (int64_t task = begin; task < end; ++task) {
           const int64_t b = task / Hkv, j = task % Hkv;
-          auto kj = k[b][j], vj = v[b][j];  // (S, Dh)
           for (int64_t g = 0; g < G; ++g) {
             const int64_t h = j * G + g;
-            auto p = probs[b][h];  // (T, S)
-            at::mm_out(p, q[b][h], kj.t());  // p is a contiguous slice: written in place
-            masked_softmax(p.data_ptr<float>(), T, S, b, m, static_cast<float>(scale));
-            out.select(0, b).select(1, h).copy_(at::mm(p, vj));  // (T, Dh)
+            float* p = pp + (b * H + h) * T * S;
+            gemm(false, true, T, S, Dh, 1.0f, l.q_head(b, h), l.qs[2], l.k_head(b, j), l.ks[2], 0.0f, p, S);
+            masked_softmax(p, T, S, b, m, static_cast<float>(scale));
+            gemm(false, false, T, Dh, S, 1.0f, p, S, l.v_head(b, j), l.vs[2], 0.0f, op + (b * T * H + h) * Dh, H * Dh);
           }
         }
       });
@@ -352,41 +405,50 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     auto saved = ctx->get_saved_variables();
     auto q = saved[0], k = saved[1], v = saved[2], probs = saved[3];
-    const double scale = ctx->saved_data["scale"].toDouble();
+    const float scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
     const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
     const auto mask = ctx->saved_data["mask"].toTensor();
     const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, ctx->saved_data["window"].toInt(),
                      ctx->saved_data["causal"].toBool()};
-    auto dout = grads[0].contiguous().view({B, T, H, Dh});
+    auto dout = grads[0].contiguous();  // (B, T, H·Dh)
     auto dq = torch::empty({B, H, T, Dh}, q.options());
     auto dk = torch::zeros({B, Hkv, S, Dh}, q.options());
     auto dv = torch::zeros({B, Hkv, S, Dh}, q.options());
-    torch::NoGradGuard no_grad;
+    const HeadLayout l = layout_of(q, k, v);
+    const float* dop = dout.data_ptr<float>();
+    const float* pp = probs.data_ptr<float>();
+    float* dqp = dq.data_ptr<float>();
+    float* dkp = dk.data_ptr<float>();
+    float* dvp = dv.data_ptr<float>();
     SingleThreadedBlas single;
     at::parallel_for(0, B * Hkv, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> ds(T * S);
       for (int64_t task = begin; task < end; ++task) {
         const int64_t b = task / Hkv, j = task % Hkv;
-        auto kj = k[b][j], vj = v[b][j];
-        auto dkj = dk[b][j], dvj = dv[b][j];
+        float* dkj = dkp + (b * Hkv + j) * S * Dh;
+        float* dvj = dvp + (b * Hkv + j) * S * Dh;
         for (int64_t g = 0; g < G; ++g) {
           const int64_t h = j * G + g;
-          auto p = probs[b][h];                          // (T, S)
-          auto dO = dout.select(0, b).select(1, h);      // (T, Dh)
-          dvj.addmm_(p.t(), dO);                         // dV += Pᵀ dO
-          auto dp = at::mm(dO, vj.t());                  // (T, S)
-          // dS = P ∘ (dP − Σ_s dP∘P), then the score scale.
-          auto ds = p * (dp - (dp * p).sum(-1, true));
-          ds.mul_(scale);
-          // A query with no visible key attended uniformly to constants: no gradient to q or k.
+          const float* p = pp + (b * H + h) * T * S;
+          const float* dO = dop + (b * T * H + h) * Dh;  // (T, Dh), row stride H·Dh
+          gemm(true, false, S, Dh, T, 1.0f, p, S, dO, H * Dh, 1.0f, dvj, Dh);                   // dV += Pᵀ dO
+          gemm(false, true, T, S, Dh, 1.0f, dO, H * Dh, l.v_head(b, j), l.vs[2], 0.0f, ds.data(), S);  // dP
+          // dS = scale · P ∘ (dP − Σ_s dP∘P); rows that saw no key get none.
           for (int64_t t = 0; t < T; ++t) {
-            bool any = false;
-            for (int64_t s = 0; s < S && !any; ++s) any = m.visible(b, t, s);
-            if (!any) ds[t].zero_();
+            float* row = ds.data() + t * S;
+            const float* pr = p + t * S;
+            if (!any_visible(m, b, t)) {
+              std::fill(row, row + S, 0.0f);
+              continue;
+            }
+            float dot = 0;
+            for (int64_t s = 0; s < S; ++s) dot += row[s] * pr[s];
+            for (int64_t s = 0; s < S; ++s) row[s] = scale * pr[s] * (row[s] - dot);
           }
-          auto dqh = dq[b][h];
-          at::mm_out(dqh, ds, kj);                       // dQ = dS K
-          dkj.addmm_(ds.t(), q[b][h]);                   // dK += dSᵀ Q
+          gemm(false, false, T, Dh, S, 1.0f, ds.data(), S, l.k_head(b, j), l.ks[2], 0.0f,
+               dqp + (b * H + h) * T * Dh, Dh);                                                  // dQ = dS K
+          gemm(true, false, S, Dh, T, 1.0f, ds.data(), S, l.q_head(b, h), l.qs[2], 1.0f, dkj, Dh);  // dK += dSᵀ Q
         }
       }
     });
@@ -394,7 +456,47 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
   }
 };
 
+// Products below this many multiply-adds run on one BLAS thread (see linear()).
+constexpr int64_t kSmallGemm = 32ll << 20;
+
+torch::Tensor mm_policy(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.size(0) * a.size(1) * b.size(1) < kSmallGemm) {
+    SingleThreadedBlas single;
+    return at::mm(a, b);
+  }
+  return at::mm(a, b);
+}
+
+class LinearFn : public torch::autograd::Function<LinearFn> {
+ public:
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+    auto x2 = x.reshape({-1, x.size(-1)});
+    auto y = mm_policy(x2, w.t());
+    ctx->save_for_backward({x2, w});
+    ctx->saved_data["shape"] = x.sizes().vec();
+    auto shape = x.sizes().vec();
+    shape.back() = w.size(0);
+    return y.view(shape);
+  }
+  static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto x2 = saved[0], w = saved[1];
+    auto dy = grads[0].reshape({-1, w.size(0)});
+    torch::Tensor dx, dw;
+    if (ctx->needs_input_grad(0)) dx = mm_policy(dy, w).view(ctx->saved_data["shape"].toIntVector());
+    if (ctx->needs_input_grad(1)) dw = mm_policy(dy.t().contiguous(), x2);
+    return {dx, dw};
+  }
+};
+
 }  // namespace
+
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (!fast_path(x) || !fast_path(weight) || (bias.defined() && !fast_path(bias)))
+    return at::linear(x, weight, bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
+  auto y = LinearFn::apply(x, weight);
+  return bias.defined() ? y + bias : y;
+}
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& key_mask, double scale, bool causal, int64_t sliding_window) {

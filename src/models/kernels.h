@@ -10,6 +10,12 @@
 
 namespace reft::kernels {
 
+/// x Wᵀ + b for a frozen W (out, in) with (N, …, in) inputs, as one 2-D GEMM. Small products run
+/// on one BLAS thread: OpenBLAS's second thread makes a 400×64×344 product ~10× slower here, while
+/// large ones need both cores. The backward (dX = dY W) follows the same rule; W and b get
+/// gradients only if they require them.
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+
 /// x · rsqrt(mean(x², −1) + eps) · w over the last dim (HF LlamaRMSNorm, computed in float32).
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 

@@ -17,7 +17,7 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
     shape.back() = weight.size(0);
     return y.view(shape);
   }
-  return at::linear(x, weight, bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
+  return kernels::linear(x, weight, bias);
 }
 
 Linear load_linear(const WeightBuilder& w, const std::string& name, int64_t out, int64_t in, bool bias) {

@@ -156,6 +156,10 @@ ForwardOutput LlamaModel::forward(const ForwardInput& input) {
   auto site = [&](int l, Component c, torch::Tensor x) {
     return hooks && hooks->wants(l, c) ? hooks->at_site(l, c, x) : x;
   };
+  // A resumed forward's state is the output of block start_layer − 1: its block_output site fires
+  // here, so an intervention there applies to the cached state (frozen-prefix caching).
+  if (input.start_hidden.defined() && input.start_layer > 0)
+    h = site(input.start_layer - 1, Component::kBlockOutput, h);
   for (int l = input.start_layer; l < stop; ++l) {
     const Layer& layer = layers_[l];
     h = site(l, Component::kBlockInput, h);

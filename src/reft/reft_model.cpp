@@ -248,6 +248,13 @@ void ReftModel::train(bool on) {
   for (auto& iv : interventions_) iv->train(on);
 }
 
+int64_t ReftModel::resumable_layer() const {
+  const int64_t lowest = lowest_layer();
+  for (const auto& r : config_.representations)
+    if (r.layer == lowest && r.component != Component::kBlockOutput) return lowest;
+  return base_.info().causal ? lowest + 1 : lowest;  // block_output(lowest) fires on the resumed state
+}
+
 int64_t ReftModel::lowest_layer() const {
   int64_t lowest = base_.info().num_layers;
   for (const auto& r : config_.representations) lowest = std::min(lowest, r.layer);
@@ -342,7 +349,7 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   hooks_->set_plan(std::move(index), std::move(sources));
   ForwardInput in = options;
   if (batch.start_hidden.defined()) {
-    if (batch.start_layer > lowest_layer())
+    if (batch.start_layer > resumable_layer())
       fail("[reft forward] a cached prefix up to layer ", batch.start_layer, " skips an intervention at layer ",
            lowest_layer());
     in.start_hidden = batch.start_hidden.to(device);

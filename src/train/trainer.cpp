@@ -309,7 +309,7 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
 
   // Frozen-prefix cache: the layers below the lowest intervention never change.
   std::vector<torch::Tensor> prefix;
-  const int64_t lowest = reft.lowest_layer();
+  const int64_t lowest = reft.resumable_layer();
   if (o.cache_frozen_prefix && lowest > 0 && reft.base().info().causal) {
     const int64_t bytes = train.num_tokens() * reft.base().info().hidden_size *
                           torch::elementSize(reft.base().info().dtype);

@@ -54,7 +54,7 @@ __attribute__((visibility("default"))) long reft_spm_id_to_piece(void* handle, i
   auto* p = static_cast<sentencepiece::SentencePieceProcessor*>(handle);
   if (id < 0 || id >= p->GetPieceSize()) return -1;
   const std::string& piece = p->IdToPiece(id);
-  std::memcpy(out, piece.data(), std::min(capacity, piece.size()));
+  if (const size_t n = std::min(capacity, piece.size()); n > 0) std::memcpy(out, piece.data(), n);
   return static_cast<long>(piece.size());
 }
 
@@ -68,7 +68,7 @@ __attribute__((visibility("default"))) long reft_spm_encode(void* handle, const 
     copy_message(status.ToString(), error, error_capacity);
     return -1;
   }
-  std::memcpy(ids, out.data(), std::min(capacity, out.size()) * sizeof(int));
+  if (const size_t n = std::min(capacity, out.size()); n > 0) std::memcpy(ids, out.data(), n * sizeof(int));
   return static_cast<long>(out.size());
 }
 

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFT_SANITIZE=ON -DREFT_PCH=ON
-  cmake --build build-asan -j "$jobs"
+  cmake --build build-asan -j "$jobs" --target unit_tests
   # libtorch and OpenMP allocate at exit in ways ASan's leak checker reports as leaks; memory errors
   # and undefined behaviour still abort.
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -2,11 +2,10 @@
 
 #include <torch/torch.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 
 #include "reft/safetensors.h"
+#include "cli_util.h"
 #include "torch_test_util.h"
 
 namespace reft {
@@ -14,51 +13,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using test::TempDir;
-
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs `reft <args>` and captures stdout, stderr and the exit status.
-Run reft(const std::vector<std::string>& args) {
-  static int counter = 0;
-  const fs::path err_file = fs::path(REFT_BINARY_DIR) / "tmp" / ("cli_err_" + std::to_string(getpid()) + "_" +
-                                                                 std::to_string(counter++));
-  fs::create_directories(err_file.parent_path());
-  std::string cmd = shell_quote(REFT_CLI);
-  for (const auto& a : args) cmd += " " + shell_quote(a);
-  cmd += " 2>" + shell_quote(err_file.string());
-  Run r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(in), {});
-  fs::remove(err_file);
-  return r;
-}
-
-std::string trim(const std::string& s) {
-  const auto a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
-// One clear line on stderr naming `needle`, and the expected exit status.
-void expect_error(const Run& r, int status, const std::string& needle) {
-  EXPECT_EQ(r.status, status) << r.err;
-  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-}
+using test::expect_error;
+using test::reft;
 
 TEST(Cli, HelpShowsDefaults) {
   auto r = reft({"generate", "--help"});

@@ -124,8 +124,55 @@ int run_generate(const Args& args) {
 
 // ---- tokenize ----
 
+// One --input record: a string to encode or an array of ids to decode, itself or under `field`.
+void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohmann::json& record, const std::string& where) {
+  const std::string field = args.get("field");
+  const nlohmann::json* value = &record;
+  if (record.is_object()) {
+    auto it = record.find(field);
+    if (it == record.end()) fail("[", where, "] expected a field \"", field, "\" (--field)");
+    value = &*it;
+  }
+  if (value->is_string()) {
+    const auto ids = tokenizer.encode(value->get<std::string>(), !args.has("no-special"));
+    std::cout << (args.has("tokens") ? nlohmann::json(tokenizer.tokens(ids)).dump() : json_ids(ids)) << "\n";
+    return;
+  }
+  if (value->is_array()) {
+    std::vector<int64_t> ids;
+    for (const auto& v : *value) {
+      if (!v.is_number_integer() || v.get<int64_t>() < 0)
+        fail("[", where, "] expected an array of non-negative token ids, found ", v.dump());
+      ids.push_back(v.get<int64_t>());
+    }
+    std::cout << nlohmann::json(tokenizer.decode(ids, args.has("skip-special"))).dump() << "\n";
+    return;
+  }
+  fail("[", where, "] expected a string to encode or an array of ids to decode, found ", value->dump());
+}
+
 int run_tokenize(const Args& args) {
+  const int given = args.has("text") + args.has("decode") + args.has("input");
+  if (given != 1) usage_fail("[reft tokenize] expected exactly one of --text, --decode or --input");
   auto tokenizer = Tokenizer::load(args.get("model"));
+  if (args.has("input")) {
+    const std::string path = args.get("input");
+    std::ifstream in(path);
+    if (!in) fail("[", path, "] cannot read the file");
+    std::string line;
+    for (int line_no = 1; std::getline(in, line); ++line_no) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = path + ":" + std::to_string(line_no);
+      nlohmann::json record;
+      try {
+        record = nlohmann::json::parse(line);
+      } catch (const nlohmann::json::parse_error& e) {
+        fail("[", where, "] not valid JSON: ", e.what());
+      }
+      tokenize_record(*tokenizer, args, record, where);
+    }
+    return 0;
+  }
   if (args.has("decode")) {
     auto ids = parse_ids(args.get("decode"), "decode");
     std::cout << nlohmann::json(tokenizer->decode(ids, args.has("skip-special"))).dump() << "\n";
@@ -321,7 +368,7 @@ std::vector<Command> model_commands() {
        }),
        run_generate},
       {"tokenize", "Tokenize text and print the ids as a JSON array (a folder with only tokenizer files is enough).",
-       "--model DIR (--text TEXT | --decode \"1 2 3\") [flags]",
+       "--model DIR (--text TEXT | --decode \"1 2 3\" | --input FILE.jsonl) [flags]",
        {
            {"model", "DIR", "", "folder with tokenizer.json, tokenizer.model, vocab.json+merges.txt or vocab.txt"},
            {"text", "TEXT", "", "text to encode"},
@@ -329,6 +376,9 @@ std::vector<Command> model_commands() {
            {"tokens", "", "", "print the token strings instead of ids"},
            {"decode", "IDS", "", "decode these ids and print the text as a JSON string"},
            {"skip-special", "", "", "with --decode: drop special tokens"},
+           {"input", "FILE", "", "JSON Lines, one output line per record: a string (or an object's --field) is "
+                                 "encoded; an array of ids is decoded"},
+           {"field", "NAME", "text", "with --input: the field of object records"},
        },
        run_tokenize},
       {"forward",

@@ -73,5 +73,23 @@ TEST(Cli, BadInputIsOneLineAndExitOne) {
   expect_error(reft({"forward", "--model", m, "--ids", "1 x", "--out", out}), 2, "--ids");
 }
 
+TEST(Cli, TrainConfigErrorsAreUsageErrors) {
+  TempDir tmp;
+  // The built-in tiny preset: 4 layers, hidden 64, with a tokenizer.
+  ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
+  const auto train = [&](const std::string& flag, const std::string& value) {
+    return reft({"train", "--model", (tmp / "m").string(), "--output", (tmp / "o").string(), "--max-steps", "1", flag,
+                 value});
+  };
+  expect_error(train("--layers", "4"), 2, "out of range");
+  expect_error(train("--layers", "1;x"), 2, "--layers");
+  expect_error(train("--rank", "65"), 2, "hidden size");
+  expect_error(train("--component", "bogus"), 2, "bogus");
+  expect_error(train("--type", "bogus"), 2, "bogus");
+  expect_error(train("--position", "f1+zz"), 2, "--position");
+  expect_error(train("--data", (tmp / "missing.jsonl").string()), 1, "missing.jsonl");
+  EXPECT_FALSE(fs::exists(tmp / "o" / "reft_config.json"));
+}
+
 }  // namespace
 }  // namespace reft

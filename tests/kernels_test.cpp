@@ -33,6 +33,26 @@ TEST(Kernels, RmsNormMatchesTheFormula) {
   EXPECT_TRUE(tensors_close("d rms_norm", fused.second[0], plain.second[0], 1e-5, 1e-4));
 }
 
+TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
+  torch::manual_seed(5);
+  // Small products run on one BLAS thread, larger ones on all; odd shapes included.
+  for (int64_t rows : {1, 2, 3, 4, 5, 9})
+    for (auto [n, k] : {std::pair<int64_t, int64_t>{7, 5}, {37, 70}, {64, 768}, {1030, 33}}) {
+      auto x = torch::randn({rows, k}), weight = torch::randn({n, k}), bias = torch::randn({n});
+      auto w = torch::randn({rows, n});
+      const std::string what = "linear " + std::to_string(rows) + "x" + std::to_string(k) + " · " +
+                               std::to_string(n) + "x" + std::to_string(k);
+      auto fused = run([&](auto& in) { return kernels::linear(in[0], in[1], bias); }, {x, weight}, w);
+      auto plain = run([&](auto& in) { return at::linear(in[0], in[1], bias); }, {x, weight}, w);
+      EXPECT_TRUE(tensors_close(what, fused.first, plain.first, 1e-4, 1e-5));
+      EXPECT_TRUE(tensors_close("dx " + what, fused.second[0], plain.second[0], 1e-4, 1e-5));
+      EXPECT_TRUE(tensors_close("dw " + what, fused.second[1], plain.second[1], 1e-4, 1e-5));
+    }
+  // A batch of one row in (B, T, D) form.
+  auto x = torch::randn({1, 1, 96}), weight = torch::randn({50, 96});
+  EXPECT_TRUE(tensors_close("linear (1, 1, D)", kernels::linear(x, weight, {}), at::linear(x, weight), 1e-4, 1e-5));
+}
+
 TEST(Kernels, RotaryMatchesRotateHalf) {
   torch::manual_seed(1);
   // x as a strided slice of a fused projection: (B, T, H, Dh) inside (B, T, 3·H·Dh).

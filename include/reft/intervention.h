@@ -73,6 +73,9 @@ struct InterventionOptions {
   /// Interchange family: how many leading dims (in the rotated basis for DAS) are swapped;
   /// 0 = all (vanilla/addition/subtraction/zero) or r (rotated).
   int64_t interchange_dim = 0;
+  /// Addition only: the source is a stored vector, the buffer `source_representation` (D), instead
+  /// of a source run (pyvene's constant source). Activation steering (reft steer) uses it.
+  bool constant_source = false;
 };
 
 /// Base class of all interventions. Parameter names equal pyreft's `named_parameters()`

@@ -1,5 +1,7 @@
-/// Addition: h[:, :k] ← h[:, :k] + s[:, :k] (pyvene AdditionIntervention). With a fixed source
-/// vector scaled by α this is activation steering (reft steer).
+/// Addition: h[:, :k] ← h[:, :k] + s[:, :k] (pyvene AdditionIntervention). With
+/// `constant_source` s is the stored buffer `source_representation` (D) — pyvene's constant-source
+/// form — so α·v there is activation steering (reft steer): no source run is needed and the edit
+/// applies to generated tokens as well.
 
 #include "interventions/interchange.h"
 
@@ -8,13 +10,20 @@ namespace {
 
 class Addition final : public Intervention {
  public:
-  using Intervention::Intervention;
+  explicit Addition(const InterventionOptions& o) : Intervention(o) {
+    if (o.constant_source)
+      source_ = register_buffer("source_representation", torch::zeros({o.embed_dim}, o.dtype));
+  }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override {
-    auto s = broadcast_source(h, source, "addition");
+    auto s = broadcast_source(h, options_.constant_source ? source_ : source, "addition");
     const int64_t k = interchange_width(options_, h.size(-1));
     return replace_leading(h, k, [&](const torch::Tensor& x) { return x + s.narrow(-1, 0, x.size(-1)); });
   }
-  bool needs_source() const override { return true; }
+  bool needs_source() const override { return !options_.constant_source; }
+  bool is_constant() const override { return options_.constant_source; }
+
+ private:
+  torch::Tensor source_;
 };
 
 }  // namespace

@@ -130,6 +130,8 @@ std::shared_ptr<Intervention> make_intervention(const InterventionOptions& o) {
   if (o.dropout < 0 || o.dropout >= 1) usage_fail("[--dropout] expected a value in [0, 1), found ", o.dropout);
   if (o.interchange_dim < 0 || o.interchange_dim > o.embed_dim)
     usage_fail("[interchange_dim] expected a value in [0, ", o.embed_dim, "], found ", o.interchange_dim);
+  if (o.constant_source && type != InterventionType::kAddition)
+    usage_fail("[constant_source] expected the addition intervention, found ", entry(type).name);
   act_fn_by_name(o.act_fn);  // validates the name
   if (!torch::isFloatingType(o.dtype)) usage_fail("[intervention dtype] expected a floating dtype");
   return entry(type).make(o);

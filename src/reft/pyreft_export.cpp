@@ -173,6 +173,9 @@ std::vector<std::string> write_files(const ReftConfig& config, const std::vector
   for (size_t i = 0; i < ivs.size(); ++i) {
     const auto& rep = config.representations[i];
     const auto& o = ivs[i]->options();
+    if (o.constant_source)
+      usage_fail("[pyreft export] ", keys[i], ": an addition with a stored source (a steering vector) has no pyreft "
+                 "form; reft adapters keep it");
     // [layer, component, unit, max_number_of_units, low_rank_dimension, intervention_type,
     // intervention,
     //  subspace_partition, group_key, intervention_link_key, moe_key, source_representation,

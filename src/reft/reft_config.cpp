@@ -111,6 +111,10 @@ InterventionOptions read_options(const nlohmann::json& j, const std::string& whe
     need(v->is_number_integer(), "interchange_dim", "an integer");
     o.interchange_dim = v->get<int64_t>();
   }
+  if (auto v = get("constant_source")) {
+    need(v->is_boolean(), "constant_source", "true or false");
+    o.constant_source = v->get<bool>();
+  }
   return o;
 }
 
@@ -195,6 +199,8 @@ nlohmann::json ReftConfig::to_json() const {
                     {"orthogonal", std::string(orthogonal_mode_name(o.orthogonal))},
                     {"dtype", dtype_name(o.dtype)},
                     {"interchange_dim", o.interchange_dim}});
+    // Written only when set, so configs without a stored source stay as before.
+    if (o.constant_source) reps.back()["constant_source"] = true;
   }
   return {{"positions", positions}, {"share_weights", share_weights}, {"representations", reps}};
 }

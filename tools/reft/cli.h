@@ -71,6 +71,7 @@ std::vector<Command> bench_commands();
 std::vector<Command> train_commands();
 std::vector<Command> convert_commands();
 std::vector<Command> eval_commands();
+std::vector<Command> analysis_commands();  // das, collect, steer (cmd_analysis.cpp)
 
 // Shared by train and bench train (cmd_train.cpp).
 std::vector<Flag> intervention_flags();

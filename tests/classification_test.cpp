@@ -81,23 +81,8 @@ TEST(ClassificationGolden, TinyRobertaLoreft) {
 
 // Three classes — which animal a short sentence mentions — with names and places varied.
 std::vector<Record> animal_records(uint64_t seed) {
-  const std::vector<std::string> animals = {"cat", "dog", "bird"};
-  const std::vector<std::string> names = {"Lily", "Ben", "Tom", "Sue", "Max", "Mia", "Sam", "Anna", "Tim", "Lucy"};
-  const std::vector<std::string> places = {"park", "garden", "house", "school", "forest", "beach", "farm", "river"};
-  const std::vector<std::string> templates = {"{n} saw a {a} in the {p}.", "In the {p}, {n} played with a {a}.",
-                                              "The {a} followed {n} to the {p}.", "{n} gave the {a} some food at the {p}."};
   std::vector<Record> out;
-  for (const auto& a : animals)
-    for (const auto& n : names)
-      for (const auto& p : places)
-        for (const auto& tmpl : templates) {
-          std::string s = tmpl;
-          for (auto [key, value] : {std::pair<std::string, std::string>{"{n}", n}, {"{a}", a}, {"{p}", p}})
-            s.replace(s.find(key), key.size(), value);
-          out.push_back({{{"text", s}, {"label", a}}, "animals"});
-        }
-  std::mt19937_64 rng(seed);
-  std::shuffle(out.begin(), out.end(), rng);
+  for (auto& row : test::animal_sentences(seed)) out.push_back({std::move(row), "animals"});
   return out;
 }
 

@@ -207,28 +207,11 @@ TEST(CliGolden, TrainMatchesThePyreftRun) {
   EXPECT_TRUE(fs::exists(tmp / "out/loss.svg"));
 }
 
-// Three animals in templated sentences (names and places varied), as JSONL records.
-void write_animals(const fs::path& train, const fs::path& test) {
-  const std::vector<std::string> animals = {"cat", "dog", "bird"};
-  const std::vector<std::string> names = {"Lily", "Ben", "Tom", "Sue", "Max", "Mia", "Sam", "Anna", "Tim", "Lucy"};
-  const std::vector<std::string> places = {"park", "garden", "house", "school", "forest", "beach", "farm", "river"};
-  const std::vector<std::string> templates = {"{n} saw a {a} in the {p}.", "In the {p}, {n} played with a {a}.",
-                                              "The {a} followed {n} to the {p}.", "{n} gave the {a} some food at the {p}."};
-  std::vector<json> rows;
-  for (const auto& a : animals)
-    for (const auto& n : names)
-      for (const auto& p : places)
-        for (const auto& tmpl : templates) {
-          std::string s = tmpl;
-          for (auto [key, value] : {std::pair<std::string, std::string>{"{n}", n}, {"{a}", a}, {"{p}", p}})
-            s.replace(s.find(key), key.size(), value);
-          rows.push_back({{"text", s}, {"label", a}});
-        }
-  std::mt19937_64 rng(7);
-  std::shuffle(rows.begin(), rows.end(), rng);
-  rows.resize(360);
-  std::ofstream a(train), b(test);
-  for (size_t k = 0; k < rows.size(); ++k) (k < 270 ? a : b) << rows[k].dump() << "\n";
+// The tests' 3-class animal task as JSONL: 270 training and 90 held-out records.
+void write_animals(const fs::path& train_file, const fs::path& test_file) {
+  const auto rows = test::animal_sentences(7);
+  std::ofstream a(train_file), b(test_file);
+  for (size_t k = 0; k < 360; ++k) (k < 270 ? a : b) << rows[k].dump() << "\n";
 }
 
 // Decoder classification through the CLI: reft train --task classification, then reft eval.

@@ -33,15 +33,19 @@ int main(int argc, char** argv) {
     // pyreft: ReftConfig(representations={"layer": 19, "component": "block_output",
     //                    "low_rank_dimension": 1, "intervention": LoreftIntervention(...)})
     const int64_t layer = std::min<int64_t>(19, model->info().num_layers - 1);
-    reft::InterventionOptions loreft{.type = reft::InterventionType::kLoReFT, .low_rank_dimension = 1};
-    auto config = reft::ReftConfig::build({layer}, reft::Component::kBlockOutput, loreft, "l1", false);
+    reft::InterventionOptions loreft{.type = reft::InterventionType::kLoReFT,
+                                     .low_rank_dimension = 1};
+    auto config =
+        reft::ReftConfig::build({layer}, reft::Component::kBlockOutput, loreft, "l1", false);
     reft::ReftModel reft_model(*model, config, /*seed=*/0);
     std::cout << reft_model.trainable_parameters_summary() << "\n";
 
     // A few prompt → completion pairs: the intervention learns to answer with a sound.
     std::vector<reft::Record> records;
-    for (const auto& [prompt, completion] : std::vector<std::pair<std::string, std::string>>{
-             {"Who are you?", " Meow meow."}, {"What is the sky?", " Meow meow."}, {"Tell me a story.", " Meow meow."}})
+    for (const auto& [prompt, completion] :
+         std::vector<std::pair<std::string, std::string>>{{"Who are you?", " Meow meow."},
+                                                          {"What is the sky?", " Meow meow."},
+                                                          {"Tell me a story.", " Meow meow."}})
       records.push_back({{{"prompt", prompt}, {"completion", completion}}, "example"});
     auto data = reft::make_lm_dataset(records, *tokenizer, {});
 
@@ -54,7 +58,8 @@ int main(int argc, char** argv) {
     auto loaded = reft::load_adapter(*model, out);
     auto hooks = loaded.reft->generation_hooks();
     reft::GenerationOptions gen{.max_new_tokens = 8};
-    auto result = reft::generate(*model, {tokenizer->encode("Where is the moon?")}, gen, hooks.get());
+    auto result =
+        reft::generate(*model, {tokenizer->encode("Where is the moon?")}, gen, hooks.get());
     std::cout << "Where is the moon? ->" << tokenizer->decode(result[0].new_ids, true) << "\n";
   } catch (const reft::Error& e) {
     std::cerr << "error: " << e.what() << "\n";

@@ -45,7 +45,8 @@ TEST(ClassificationGolden, TinyRobertaLoreft) {
     torch::NoGradGuard g;
     for (size_t i = 0; i < reft.interventions().size(); ++i) {
       const std::string p = "iv" + std::to_string(i) + ".";
-      for (auto& x : reft.interventions()[i]->named_parameters()) x.value().copy_(t.at(p + "param." + x.key()));
+      for (auto& x : reft.interventions()[i]->named_parameters())
+        x.value().copy_(t.at(p + "param." + x.key()));
       for (auto& x : reft.interventions()[i]->named_buffers())
         if (t.count(p + "buffer." + x.key())) x.value().copy_(t.at(p + "buffer." + x.key()));
     }
@@ -65,10 +66,11 @@ TEST(ClassificationGolden, TinyRobertaLoreft) {
       const std::string key = "iv" + std::to_string(i) + ".grad." + x.key();
       EXPECT_TRUE(tensors_close(key, x.value().grad(), t.at(key), 1e-5, 1e-3));
     }
-  const std::map<std::string, std::string> head_names = {{"head.dense.weight", "classifier.dense.weight"},
-                                                         {"head.dense.bias", "classifier.dense.bias"},
-                                                         {"head.out_proj.weight", "classifier.out_proj.weight"},
-                                                         {"head.out_proj.bias", "classifier.out_proj.bias"}};
+  const std::map<std::string, std::string> head_names = {
+      {"head.dense.weight", "classifier.dense.weight"},
+      {"head.dense.bias", "classifier.dense.bias"},
+      {"head.out_proj.weight", "classifier.out_proj.weight"},
+      {"head.out_proj.bias", "classifier.out_proj.bias"}};
   for (auto& [name, p] : classifier.head_parameters()) {
     const std::string golden = head_names.at(name);
     EXPECT_TRUE(tensors_close(name, p, t.at(golden), 0));
@@ -76,7 +78,8 @@ TEST(ClassificationGolden, TinyRobertaLoreft) {
   }
   // pyreft counts the checkpoint's head as trainable model parameters.
   const std::string summary = classifier.trainable_parameters_summary();
-  EXPECT_EQ(summary.substr(0, summary.find("\nclassification head")), meta["print_trainable_parameters"].get<std::string>());
+  EXPECT_EQ(summary.substr(0, summary.find("\nclassification head")),
+            meta["print_trainable_parameters"].get<std::string>());
 }
 
 // Three classes — which animal a short sentence mentions — with names and places varied.
@@ -86,7 +89,8 @@ std::vector<Record> animal_records(uint64_t seed) {
   return out;
 }
 
-double head_only_accuracy(Model& model, const Dataset& train, const Dataset& test, const LabelSpace& labels) {
+double head_only_accuracy(Model& model, const Dataset& train, const Dataset& test,
+                          const LabelSpace& labels) {
   // A linear head on the frozen last-token state: no intervention at all.
   const auto features = [&](const Dataset& d) {
     torch::NoGradGuard g;
@@ -123,7 +127,8 @@ TEST(ClassificationEndToEnd, Stories260KDecoderClassifier) {
   auto model = load_model(shared_path);
   auto tok = Tokenizer::load(shared_path);
   auto records = animal_records(1);
-  std::vector<Record> train_r(records.begin(), records.begin() + 240), test_r(records.begin() + 240, records.end());
+  std::vector<Record> train_r(records.begin(), records.begin() + 240),
+      test_r(records.begin() + 240, records.end());
   auto train = make_classification_dataset(train_r, *tok, {});
   auto test = make_classification_dataset(test_r, *tok, {});
   auto labels = infer_labels(train);
@@ -143,8 +148,8 @@ TEST(ClassificationEndToEnd, Stories260KDecoderClassifier) {
   std::iota(all.begin(), all.end(), 0);
   const auto m = classification_metrics(labels, logits, classifier.targets(test, all));
   const double baseline = head_only_accuracy(*model, train, test, labels);
-  std::cout << "held-out accuracy: ReFT + head " << m.accuracy << ", head only " << baseline << ", macro-F1 "
-            << m.macro_f1 << ", MCC " << m.mcc << "\n";
+  std::cout << "held-out accuracy: ReFT + head " << m.accuracy << ", head only " << baseline
+            << ", macro-F1 " << m.macro_f1 << ", MCC " << m.mcc << "\n";
   EXPECT_GE(m.accuracy, 0.9);
   EXPECT_GE(m.accuracy, baseline - 0.02);
 }
@@ -222,7 +227,8 @@ TEST(ClassificationLabels, InferenceMetricsAndErrors) {
   EXPECT_GT(m.mcc, 0.7);
   LabelSpace reg;
   reg.problem = ProblemType::kRegression;
-  auto r = classification_metrics(reg, torch::tensor({{1.0}, {2.0}, {3.0}, {5.0}}), torch::tensor({1.0, 2.0, 3.0, 4.0}));
+  auto r = classification_metrics(reg, torch::tensor({{1.0}, {2.0}, {3.0}, {5.0}}),
+                                  torch::tensor({1.0, 2.0, 3.0, 4.0}));
   EXPECT_NEAR(r.spearman, 1.0, 1e-12);
   EXPECT_GT(r.pearson, 0.95);
 }

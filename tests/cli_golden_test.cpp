@@ -45,13 +45,15 @@ TEST(CliGolden, GenerateMatchesTransformers) {
     for (const auto& row : test::read_jsonl(file)) {
       const std::string n = std::to_string(row["max_new_tokens"].get<int64_t>());
       if (row.contains("prompt")) {
-        const auto r = reft({"generate", "--model", model.string(), "--prompt", row["prompt"], "--max-new-tokens", n,
-                             "--temperature", "0"});
+        const auto r = reft({"generate", "--model", model.string(), "--prompt", row["prompt"],
+                             "--max-new-tokens", n, "--temperature", "0"});
         ASSERT_EQ(r.status, 0) << r.err;
-        EXPECT_EQ(trim(r.out), trim(row["text"].get<std::string>())) << file.stem() << " " << row["prompt"];
+        EXPECT_EQ(trim(r.out), trim(row["text"].get<std::string>()))
+            << file.stem() << " " << row["prompt"];
       }
-      const auto r = reft({"generate", "--model", model.string(), "--prompt-ids", join_ids(row["prompt_ids"]),
-                           "--max-new-tokens", n, "--temperature", "0", "--print-ids"});
+      const auto r =
+          reft({"generate", "--model", model.string(), "--prompt-ids", join_ids(row["prompt_ids"]),
+                "--max-new-tokens", n, "--temperature", "0", "--print-ids"});
       ASSERT_EQ(r.status, 0) << r.err;
       EXPECT_EQ(json::parse(r.out), row["new_ids"]) << file.stem() << " " << row["prompt_ids"];
       ++checked;
@@ -60,8 +62,8 @@ TEST(CliGolden, GenerateMatchesTransformers) {
   EXPECT_GE(checked, 5);
 }
 
-// Every line of golden/tokenizers/<name>.jsonl through `reft tokenize --input`: ids with and without
-// special tokens, token strings and the three decodings (batched: one process per mode).
+// Every line of golden/tokenizers/<name>.jsonl through `reft tokenize --input`: ids with and
+// without special tokens, token strings and the three decodings (batched: one process per mode).
 TEST(CliGolden, TokenizeMatchesTransformersJs) {
   REFT_REQUIRE_SHARED("golden/tokenizers");
   TempDir tmp;
@@ -76,7 +78,8 @@ TEST(CliGolden, TokenizeMatchesTransformersJs) {
       for (const auto& row : rows) in << json{{"text", row["text"]}}.dump() << "\n";
       for (const auto& row : rows) in << json{{"text", row[ids_field]}}.dump() << "\n";
       in.close();
-      std::vector<std::string> args = {"tokenize", "--model", folder, "--input", (tmp / "in.jsonl").string()};
+      std::vector<std::string> args = {"tokenize", "--model", folder, "--input",
+                                       (tmp / "in.jsonl").string()};
       args.insert(args.end(), flags.begin(), flags.end());
       const auto r = reft(args);
       EXPECT_EQ(r.status, 0) << r.err;
@@ -93,7 +96,8 @@ TEST(CliGolden, TokenizeMatchesTransformersJs) {
       const auto& row = rows[k];
       const std::string where = "row " + std::to_string(k) + " " + row["text"].dump();
       // The SentencePiece backend (used when tokenizer.model is present) has its own golden ids.
-      const bool sp = row.contains("sentencepiece_ids") && fs::exists(fs::path(folder) / "tokenizer.model");
+      const bool sp =
+          row.contains("sentencepiece_ids") && fs::exists(fs::path(folder) / "tokenizer.model");
       EXPECT_EQ(json::parse(plain[k]), sp ? row["sentencepiece_ids"] : row["ids"]) << where;
       if (sp) {
         // What the fast tokenizer adds around the text, around SentencePiece's ids.
@@ -139,8 +143,9 @@ TEST(CliGolden, ForwardMatchesTransformers) {
         rows << "\n";
       }
       rows.close();
-      const auto r = reft({"forward", "--model", model.string(), "--ids-file", (tmp / "ids.txt").string(), "--padding",
-                           left ? "left" : "right", "--out", (tmp / "out.safetensors").string()});
+      const auto r =
+          reft({"forward", "--model", model.string(), "--ids-file", (tmp / "ids.txt").string(),
+                "--padding", left ? "left" : "right", "--out", (tmp / "out.safetensors").string()});
       ASSERT_EQ(r.status, 0) << what << r.err;
       const auto out = load_safetensors(tmp / "out.safetensors");
       EXPECT_TRUE(torch::equal(out.at("attention_mask"), mask)) << what;
@@ -168,22 +173,44 @@ TEST(CliGolden, TrainMatchesThePyreftRun) {
   const auto& cfg = golden["config"];
   TempDir tmp;
   std::ofstream data(tmp / "pairs.jsonl");
-  for (const auto& pair : cfg["pairs"]) data << json{{"prompt", pair[0]}, {"completion", pair[1]}}.dump() << "\n";
+  for (const auto& pair : cfg["pairs"])
+    data << json{{"prompt", pair[0]}, {"completion", pair[1]}}.dump() << "\n";
   data.close();
   std::string layers;
-  for (const auto& l : cfg["layers"]) layers += (layers.empty() ? "" : ";") + std::to_string(l.get<int>());
-  const auto r = reft({"train", "--model", (test::shared_dir() / "models/stories260K").string(), "--data",
-                       (tmp / "pairs.jsonl").string(), "--output", (tmp / "out").string(), "--layers", layers,
-                       "--rank", std::to_string(cfg["rank"].get<int>()), "--position", "l1", "--lr",
-                       json(cfg["lr"]).dump(), "--max-steps", std::to_string(cfg["steps"].get<int>()),
-                       "--batch-size", std::to_string(cfg["pairs"].size()), "--max-grad-norm", "0", "--log-every",
-                       "1", "--seed", "1"});
+  for (const auto& l : cfg["layers"])
+    layers += (layers.empty() ? "" : ";") + std::to_string(l.get<int>());
+  const auto r = reft({"train",
+                       "--model",
+                       (test::shared_dir() / "models/stories260K").string(),
+                       "--data",
+                       (tmp / "pairs.jsonl").string(),
+                       "--output",
+                       (tmp / "out").string(),
+                       "--layers",
+                       layers,
+                       "--rank",
+                       std::to_string(cfg["rank"].get<int>()),
+                       "--position",
+                       "l1",
+                       "--lr",
+                       json(cfg["lr"]).dump(),
+                       "--max-steps",
+                       std::to_string(cfg["steps"].get<int>()),
+                       "--batch-size",
+                       std::to_string(cfg["pairs"].size()),
+                       "--max-grad-norm",
+                       "0",
+                       "--log-every",
+                       "1",
+                       "--seed",
+                       "1"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.err.find("trainable intervention params: "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("|| trainable model params: 0"), std::string::npos) << r.err;
   std::ifstream summary_in(tmp / "out/summary.json");
   const auto summary = json::parse(summary_in);
-  const double final_loss = summary["final_loss"], lo = golden["final_loss_min"], hi = golden["final_loss_max"];
+  const double final_loss = summary["final_loss"], lo = golden["final_loss_min"],
+               hi = golden["final_loss_max"];
   std::cout << "reft train final loss " << final_loss << ", pyreft " << lo << " … " << hi << "\n";
   EXPECT_GE(final_loss, 0.95 * lo);
   EXPECT_LE(final_loss, 1.05 * hi);
@@ -191,7 +218,8 @@ TEST(CliGolden, TrainMatchesThePyreftRun) {
   // The logged curve (every 10 steps) stays within 10% of pyreft's mean curve.
   std::map<int64_t, double> curve;
   for (const auto& row : test::read_jsonl(tmp / "out/metrics.jsonl"))
-    if (row.contains("loss") && row.contains("step")) curve[row["step"].get<int64_t>()] = row["loss"];
+    if (row.contains("loss") && row.contains("step"))
+      curve[row["step"].get<int64_t>()] = row["loss"];
   const auto& runs = golden["runs"];
   int compared = 0;
   for (size_t k = 0; k < runs[0]["curve_every_10"].size(); ++k) {
@@ -219,12 +247,31 @@ TEST(CliGolden, ClassificationTrainAndEval) {
   REFT_REQUIRE_SHARED("models/stories260K");
   TempDir tmp;
   write_animals(tmp / "train.jsonl", tmp / "test.jsonl");
-  const auto r = reft({"train", "--model", shared_path.string(), "--task", "classification", "--data",
-                       (tmp / "train.jsonl").string(), "--output", (tmp / "out").string(), "--layers", "1;3",
-                       "--rank", "4", "--epochs", "6", "--batch-size", "16", "--lr", "0.01", "--log-every", "20"});
+  const auto r = reft({"train",
+                       "--model",
+                       shared_path.string(),
+                       "--task",
+                       "classification",
+                       "--data",
+                       (tmp / "train.jsonl").string(),
+                       "--output",
+                       (tmp / "out").string(),
+                       "--layers",
+                       "1;3",
+                       "--rank",
+                       "4",
+                       "--epochs",
+                       "6",
+                       "--batch-size",
+                       "16",
+                       "--lr",
+                       "0.01",
+                       "--log-every",
+                       "20"});
   ASSERT_EQ(r.status, 0) << r.err;
-  const auto e = reft({"eval", "--model", shared_path.string(), "--adapter", (tmp / "out").string(), "--data",
-                       (tmp / "test.jsonl").string(), "--confusion", (tmp / "confusion.svg").string()});
+  const auto e =
+      reft({"eval", "--model", shared_path.string(), "--adapter", (tmp / "out").string(), "--data",
+            (tmp / "test.jsonl").string(), "--confusion", (tmp / "confusion.svg").string()});
   ASSERT_EQ(e.status, 0) << e.err;
   const auto metrics = json::parse(e.out);
   std::cout << "CLI classification, held-out: " << metrics.dump() << "\n";
@@ -233,14 +280,16 @@ TEST(CliGolden, ClassificationTrainAndEval) {
   EXPECT_TRUE(metrics.contains("mcc"));
   EXPECT_TRUE(fs::exists(tmp / "confusion.svg"));
   // An unknown label at eval time is a clear error naming the line.
-  std::ofstream(tmp / "bad.jsonl") << json{{"text", "Tom saw a fish."}, {"label", "fish"}}.dump() << "\n";
-  test::expect_error(reft({"eval", "--model", shared_path.string(), "--adapter", (tmp / "out").string(), "--data",
-                           (tmp / "bad.jsonl").string()}),
+  std::ofstream(tmp / "bad.jsonl")
+      << json{{"text", "Tom saw a fish."}, {"label", "fish"}}.dump() << "\n";
+  test::expect_error(reft({"eval", "--model", shared_path.string(), "--adapter",
+                           (tmp / "out").string(), "--data", (tmp / "bad.jsonl").string()}),
                      1, "fish");
 }
 
 // A pyreft directory is an adapter for forward and generate: each row of the golden batch through
-// `reft forward --adapter DIR` with its last prompt token as the position reproduces pyreft's logits.
+// `reft forward --adapter DIR` with its last prompt token as the position reproduces pyreft's
+// logits.
 TEST(CliGolden, PyreftDirectoryReproducesPyreftLogits) {
   REFT_REQUIRE_SHARED("golden/pyreft/stories260K-loreft-l2-r4-trained");
   const std::string model = (test::shared_dir() / "models/stories260K").string();
@@ -258,19 +307,30 @@ TEST(CliGolden, PyreftDirectoryReproducesPyreftLogits) {
       }
     ASSERT_EQ(real.front(), 0) << "expected right padding";
     const int64_t position = positions[0][b][0].item<int64_t>();
-    const auto r = reft({"forward", "--model", model, "--ids", row, "--adapter", shared_path.string(),
-                         "--position", "l1", "--prompt-length", std::to_string(position + 1), "--out",
-                         (tmp / "out.safetensors").string()});
+    const auto r =
+        reft({"forward", "--model", model, "--ids", row, "--adapter", shared_path.string(),
+              "--position", "l1", "--prompt-length", std::to_string(position + 1), "--out",
+              (tmp / "out.safetensors").string()});
     ASSERT_EQ(r.status, 0) << r.err;
     const auto got = load_safetensors(tmp / "out.safetensors").at("logits")[0];
     const auto want = expected.at("logits")[b].narrow(0, 0, static_cast<int64_t>(real.size()));
     EXPECT_TRUE(test::tensors_close("row " + std::to_string(b), got, want, 1e-4));
     const auto base = expected.at("base_logits")[b].narrow(0, 0, static_cast<int64_t>(real.size()));
-    EXPECT_GT((got - base).abs().max().item<double>(), 1e-2) << "row " << b << ": the adapter changed nothing";
+    EXPECT_GT((got - base).abs().max().item<double>(), 1e-2)
+        << "row " << b << ": the adapter changed nothing";
   }
   // And generation with it is deterministic.
-  const std::vector<std::string> gen = {"generate", "--model", model, "--adapter", shared_path.string(),
-                                        "--prompt", "Once upon a time", "--max-new-tokens", "8", "--temperature", "0"};
+  const std::vector<std::string> gen = {"generate",
+                                        "--model",
+                                        model,
+                                        "--adapter",
+                                        shared_path.string(),
+                                        "--prompt",
+                                        "Once upon a time",
+                                        "--max-new-tokens",
+                                        "8",
+                                        "--temperature",
+                                        "0"};
   const auto a = reft(gen), c = reft(gen);
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_EQ(a.out, c.out);
@@ -279,17 +339,18 @@ TEST(CliGolden, PyreftDirectoryReproducesPyreftLogits) {
 // `reft bench generate|train --json`: one JSON object with the documented keys.
 TEST(CliGolden, BenchJsonKeys) {
   REFT_REQUIRE_SHARED("models/stories260K");
-  const auto g = reft({"bench", "generate", "--model", shared_path.string(), "--json", "--prefill-batch", "2",
-                       "--prefill-tokens", "32", "--decode-tokens", "8", "--repeats", "1"});
+  const auto g =
+      reft({"bench", "generate", "--model", shared_path.string(), "--json", "--prefill-batch", "2",
+            "--prefill-tokens", "32", "--decode-tokens", "8", "--repeats", "1"});
   ASSERT_EQ(g.status, 0) << g.err;
   const auto gj = json::parse(g.out);
-  for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "gemm_gflops", "copy_gbps", "prefill_mfu",
-                          "decode_bandwidth_utilisation"}) {
+  for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "gemm_gflops", "copy_gbps",
+                          "prefill_mfu", "decode_bandwidth_utilisation"}) {
     ASSERT_TRUE(gj.contains(key)) << key << " in " << g.out;
     EXPECT_GT(gj[key].get<double>(), 0) << key;
   }
-  const auto t = reft({"bench", "train", "--model", shared_path.string(), "--json", "--layers", "2", "--rank", "4",
-                       "--batch-size", "2", "--seq-len", "32", "--steps", "2"});
+  const auto t = reft({"bench", "train", "--model", shared_path.string(), "--json", "--layers", "2",
+                       "--rank", "4", "--batch-size", "2", "--seq-len", "32", "--steps", "2"});
   ASSERT_EQ(t.status, 0) << t.err;
   const auto tj = json::parse(t.out);
   for (const char* key : {"tokens_per_s", "step_s", "gemm_gflops", "mfu"}) {

@@ -4,17 +4,17 @@
 
 #include <fstream>
 
-#include "reft/safetensors.h"
 #include "cli_util.h"
+#include "reft/safetensors.h"
 #include "torch_test_util.h"
 
 namespace reft {
 namespace {
 
 namespace fs = std::filesystem;
-using test::TempDir;
 using test::expect_error;
 using test::reft;
+using test::TempDir;
 
 TEST(Cli, HelpShowsDefaults) {
   auto r = reft({"generate", "--help"});
@@ -30,27 +30,30 @@ TEST(Cli, HelpShowsDefaults) {
 TEST(Cli, ForwardWritesLogitsAndHiddenStates) {
   TempDir tmp;
   test::write_tiny_model(tmp / "m");
-  auto r = reft({"forward", "--model", (tmp / "m").string(), "--ids", "1 5 9 3", "--out", (tmp / "o.safetensors").string()});
+  auto r = reft({"forward", "--model", (tmp / "m").string(), "--ids", "1 5 9 3", "--out",
+                 (tmp / "o.safetensors").string()});
   ASSERT_EQ(r.status, 0) << r.err;
   auto out = load_safetensors(tmp / "o.safetensors");
   EXPECT_EQ(out.at("logits").sizes(), (std::vector<int64_t>{1, 4, 64}));
   EXPECT_EQ(out.count("hidden.3"), 1u);  // 3 layers → hidden.0 … hidden.3
   EXPECT_EQ(out.count("hidden.4"), 0u);
   std::ofstream(tmp / "ids.txt") << "1 2 3\n4 5\n";
-  r = reft({"forward", "--model", (tmp / "m").string(), "--ids-file", (tmp / "ids.txt").string(), "--padding", "left",
-            "--out", (tmp / "b.safetensors").string()});
+  r = reft({"forward", "--model", (tmp / "m").string(), "--ids-file", (tmp / "ids.txt").string(),
+            "--padding", "left", "--out", (tmp / "b.safetensors").string()});
   ASSERT_EQ(r.status, 0) << r.err;
   auto batch = load_safetensors(tmp / "b.safetensors");
   EXPECT_EQ(batch.at("attention_mask")[1][0].item<int64_t>(), 0);
-  EXPECT_TRUE(test::tensors_close("row 1 vs its own run", batch.at("logits")[1].narrow(0, 1, 2),
-                                  load_safetensors(tmp / "b.safetensors").at("logits")[1].narrow(0, 1, 2), 0));
+  EXPECT_TRUE(test::tensors_close(
+      "row 1 vs its own run", batch.at("logits")[1].narrow(0, 1, 2),
+      load_safetensors(tmp / "b.safetensors").at("logits")[1].narrow(0, 1, 2), 0));
 }
 
 TEST(Cli, GenerateIdsIsDeterministic) {
   TempDir tmp;
   test::write_tiny_model(tmp / "m");
-  const std::vector<std::string> args = {"generate", "--model", (tmp / "m").string(), "--prompt-ids", "1 4 7",
-                                         "--max-new-tokens", "5", "--print-ids", "--ignore-eos"};
+  const std::vector<std::string> args = {
+      "generate",         "--model", (tmp / "m").string(), "--prompt-ids", "1 4 7",
+      "--max-new-tokens", "5",       "--print-ids",        "--ignore-eos"};
   auto a = reft(args), b = reft(args);
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
@@ -62,7 +65,8 @@ TEST(Cli, BadInputIsOneLineAndExitOne) {
   test::write_tiny_model(tmp / "m");
   const auto m = (tmp / "m").string();
   const std::string out = (tmp / "o.safetensors").string();
-  expect_error(reft({"forward", "--model", (tmp / "none").string(), "--ids", "1", "--out", out}), 1, "not found");
+  expect_error(reft({"forward", "--model", (tmp / "none").string(), "--ids", "1", "--out", out}), 1,
+               "not found");
   // Corrupt weights: truncated file.
   fs::resize_file(tmp / "m" / "model.safetensors", 100);
   expect_error(reft({"forward", "--model", m, "--ids", "1", "--out", out}), 1, "model.safetensors");
@@ -78,8 +82,8 @@ TEST(Cli, TrainConfigErrorsAreUsageErrors) {
   // The built-in tiny preset: 4 layers, hidden 64, with a tokenizer.
   ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
   const auto train = [&](const std::string& flag, const std::string& value) {
-    return reft({"train", "--model", (tmp / "m").string(), "--output", (tmp / "o").string(), "--max-steps", "1", flag,
-                 value});
+    return reft({"train", "--model", (tmp / "m").string(), "--output", (tmp / "o").string(),
+                 "--max-steps", "1", flag, value});
   };
   expect_error(train("--layers", "4"), 2, "out of range");
   expect_error(train("--layers", "1;x"), 2, "--layers");

@@ -30,8 +30,9 @@ inline std::string shell_quote(const std::string& s) {
 // Runs `reft <args>` and captures stdout, stderr and the exit status.
 inline Run reft(const std::vector<std::string>& args) {
   static int counter = 0;
-  const std::filesystem::path err_file = std::filesystem::path(REFT_BINARY_DIR) / "tmp" / ("cli_err_" + std::to_string(getpid()) + "_" +
-                                                                 std::to_string(counter++));
+  const std::filesystem::path err_file =
+      std::filesystem::path(REFT_BINARY_DIR) / "tmp" /
+      ("cli_err_" + std::to_string(getpid()) + "_" + std::to_string(counter++));
   std::filesystem::create_directories(err_file.parent_path());
   std::string cmd = shell_quote(REFT_CLI);
   for (const auto& a : args) cmd += " " + shell_quote(a);

@@ -34,10 +34,12 @@ TEST(GoldenGenerate, AllModels) {
       opt.max_new_tokens = row["max_new_tokens"];
       opt.use_model_eos = false;
       const auto& eos = row["eos_token_id"];
-      opt.eos_token_ids = eos.is_array() ? eos.get<std::vector<int64_t>>() : std::vector<int64_t>{eos.get<int64_t>()};
+      opt.eos_token_ids = eos.is_array() ? eos.get<std::vector<int64_t>>()
+                                         : std::vector<int64_t>{eos.get<int64_t>()};
       const auto prompt = row["prompt_ids"].get<std::vector<int64_t>>();
       const auto result = generate(*model, {prompt}, opt);
-      EXPECT_EQ(result[0].new_ids, row["new_ids"].get<std::vector<int64_t>>()) << file.stem() << " prompt " << prompt.size();
+      EXPECT_EQ(result[0].new_ids, row["new_ids"].get<std::vector<int64_t>>())
+          << file.stem() << " prompt " << prompt.size();
       if (row.contains("stopped_on_eos")) {
         EXPECT_EQ(result[0].stopped, row["stopped_on_eos"].get<bool>());
       }
@@ -103,10 +105,12 @@ TEST_F(GenerateInvariants, SamplingIsSeededAndTopK1IsGreedy) {
   GenerationOptions greedy;
   greedy.max_new_tokens = 10;
   greedy.use_model_eos = false;
-  EXPECT_EQ(generate(*model_, prompt, opt)[0].new_ids, generate(*model_, prompt, greedy)[0].new_ids);
+  EXPECT_EQ(generate(*model_, prompt, opt)[0].new_ids,
+            generate(*model_, prompt, greedy)[0].new_ids);
   opt.top_k = 0;
   opt.top_p = 1e-6;  // nucleus of one token
-  EXPECT_EQ(generate(*model_, prompt, opt)[0].new_ids, generate(*model_, prompt, greedy)[0].new_ids);
+  EXPECT_EQ(generate(*model_, prompt, opt)[0].new_ids,
+            generate(*model_, prompt, greedy)[0].new_ids);
 }
 
 TEST_F(GenerateInvariants, StopsOnEosAndCallback) {
@@ -121,7 +125,8 @@ TEST_F(GenerateInvariants, StopsOnEosAndCallback) {
   EXPECT_EQ(stopped.new_ids.size(), static_cast<size_t>(first + 1));
   opt.eos_token_ids.clear();
   int calls = 0;
-  const auto cut = generate(*model_, {{5, 6}}, opt, nullptr, nullptr, [&](int64_t, int64_t) { return ++calls < 4; });
+  const auto cut = generate(*model_, {{5, 6}}, opt, nullptr, nullptr,
+                            [&](int64_t, int64_t) { return ++calls < 4; });
   EXPECT_EQ(cut[0].new_ids.size(), 4u);
 }
 

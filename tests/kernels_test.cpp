@@ -14,7 +14,8 @@ using test::tensors_close;
 
 // Returns (output, gradients of Σ w∘output with respect to `inputs`).
 template <class F>
-std::pair<torch::Tensor, std::vector<torch::Tensor>> run(F f, std::vector<torch::Tensor> inputs, const torch::Tensor& w) {
+std::pair<torch::Tensor, std::vector<torch::Tensor>> run(F f, std::vector<torch::Tensor> inputs,
+                                                         const torch::Tensor& w) {
   for (auto& x : inputs) x = x.detach().clone().requires_grad_(true);
   auto y = f(inputs);
   (y * w).sum().backward();
@@ -28,7 +29,9 @@ TEST(Kernels, RmsNormMatchesTheFormula) {
   auto x = torch::randn({3, 5, 48}), weight = torch::randn({48});
   auto w = torch::randn({3, 5, 48});
   auto fused = run([&](auto& in) { return kernels::rms_norm(in[0], weight, 1e-5); }, {x}, w);
-  auto plain = run([&](auto& in) { return in[0] * (in[0].square().mean(-1, true) + 1e-5).rsqrt() * weight; }, {x}, w);
+  auto plain =
+      run([&](auto& in) { return in[0] * (in[0].square().mean(-1, true) + 1e-5).rsqrt() * weight; },
+          {x}, w);
   EXPECT_TRUE(tensors_close("rms_norm", fused.first, plain.first, 1e-5, 1e-5));
   EXPECT_TRUE(tensors_close("d rms_norm", fused.second[0], plain.second[0], 1e-5, 1e-4));
 }
@@ -42,7 +45,8 @@ TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
       auto w = torch::randn({rows, n});
       const std::string what = "linear " + std::to_string(rows) + "x" + std::to_string(k) + " · " +
                                std::to_string(n) + "x" + std::to_string(k);
-      auto fused = run([&](auto& in) { return kernels::linear(in[0], in[1], bias); }, {x, weight}, w);
+      auto fused =
+          run([&](auto& in) { return kernels::linear(in[0], in[1], bias); }, {x, weight}, w);
       auto plain = run([&](auto& in) { return at::linear(in[0], in[1], bias); }, {x, weight}, w);
       EXPECT_TRUE(tensors_close(what, fused.first, plain.first, 1e-4, 1e-5));
       EXPECT_TRUE(tensors_close("dx " + what, fused.second[0], plain.second[0], 1e-4, 1e-5));
@@ -50,7 +54,8 @@ TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
     }
   // A batch of one row in (B, T, D) form.
   auto x = torch::randn({1, 1, 96}), weight = torch::randn({50, 96});
-  EXPECT_TRUE(tensors_close("linear (1, 1, D)", kernels::linear(x, weight, {}), at::linear(x, weight), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close("linear (1, 1, D)", kernels::linear(x, weight, {}),
+                            at::linear(x, weight), 1e-4, 1e-5));
 }
 
 TEST(Kernels, RotaryMatchesRotateHalf) {
@@ -60,8 +65,11 @@ TEST(Kernels, RotaryMatchesRotateHalf) {
   auto x = fused_proj.narrow(-1, 64, 64).view({2, 7, 4, 16});
   auto cos = torch::randn({2, 7, 1, 16}), sin = torch::randn({2, 7, 1, 16});
   auto w = torch::randn({2, 7, 4, 16});
-  auto fused = run([&](auto& in) { return kernels::rotary(in[0].narrow(-1, 64, 64).view({2, 7, 4, 16}), cos, sin); },
-                   {fused_proj}, w);
+  auto fused = run(
+      [&](auto& in) {
+        return kernels::rotary(in[0].narrow(-1, 64, 64).view({2, 7, 4, 16}), cos, sin);
+      },
+      {fused_proj}, w);
   auto plain = run(
       [&](auto& in) {
         auto xs = in[0].narrow(-1, 64, 64).view({2, 7, 4, 16});
@@ -78,16 +86,28 @@ TEST(Kernels, SwigluMatchesSiluTimesUp) {
   auto gu = torch::randn({3, 4, 2 * 40}) * 3;
   auto w = torch::randn({3, 4, 40});
   auto split = [](const torch::Tensor& t) { return t.split_with_sizes({40, 40}, -1); };
-  auto fused = run([&](auto& in) { auto p = split(in[0]); return kernels::swiglu(p[0], p[1]); }, {gu}, w);
-  auto plain = run([&](auto& in) { auto p = split(in[0]); return torch::silu(p[0]) * p[1]; }, {gu}, w);
+  auto fused = run(
+      [&](auto& in) {
+        auto p = split(in[0]);
+        return kernels::swiglu(p[0], p[1]);
+      },
+      {gu}, w);
+  auto plain = run(
+      [&](auto& in) {
+        auto p = split(in[0]);
+        return torch::silu(p[0]) * p[1];
+      },
+      {gu}, w);
   EXPECT_TRUE(tensors_close("swiglu", fused.first, plain.first, 1e-6, 1e-6));
   EXPECT_TRUE(tensors_close("d swiglu", fused.second[0], plain.second[0], 1e-5, 1e-5));
 }
 
 // Reference attention: explicit scores, finite masking (uniform rows when nothing is visible).
-torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                  const torch::Tensor& key_mask, double scale, int64_t window) {
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1), S = k.size(2);
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                  const torch::Tensor& v, const torch::Tensor& key_mask,
+                                  double scale, int64_t window) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3), Hkv = k.size(1),
+                S = k.size(2);
   auto kk = k.repeat_interleave(H / Hkv, 1), vv = v.repeat_interleave(H / Hkv, 1);
   auto scores = torch::matmul(q, kk.transpose(-1, -2)) * scale;  // (B, H, T, S)
   auto pos = torch::arange(S - T, S).view({T, 1}), key = torch::arange(S).view({1, S});
@@ -123,15 +143,18 @@ TEST(Kernels, AttentionForwardAndBackwardWithPaddingGqaAndWindow) {
     auto a = f(true), b = f(false);
     // Rows with no visible key are uniform in both; compare everything.
     EXPECT_TRUE(tensors_close("attention w" + std::to_string(window), a.first, b.first, 1e-5));
-    EXPECT_TRUE(tensors_close("d qkv w" + std::to_string(window), a.second[0], b.second[0], 1e-5, 1e-4));
-    EXPECT_TRUE(tensors_close("d k w" + std::to_string(window), a.second[1], b.second[1], 1e-5, 1e-4));
+    EXPECT_TRUE(
+        tensors_close("d qkv w" + std::to_string(window), a.second[0], b.second[0], 1e-5, 1e-4));
+    EXPECT_TRUE(
+        tensors_close("d k w" + std::to_string(window), a.second[1], b.second[1], 1e-5, 1e-4));
   }
 }
 
 TEST(Kernels, DecodeAttentionMatchesReference) {
   torch::manual_seed(4);
   torch::NoGradGuard g;
-  auto q = torch::randn({2, 6, 1, 16}), k = torch::randn({2, 3, 9, 16}), v = torch::randn({2, 3, 9, 16});
+  auto q = torch::randn({2, 6, 1, 16}), k = torch::randn({2, 3, 9, 16}),
+       v = torch::randn({2, 3, 9, 16});
   auto mask = torch::ones({2, 9}, torch::kInt64);
   mask[0].narrow(0, 0, 2).fill_(0);
   auto a = kernels::decode_attention(q, k, v, mask, 0.25, 0);

@@ -47,17 +47,19 @@ TEST(GoldenForward, AllModels) {
       auto mask = in.attention_mask.unsqueeze(-1);
       const auto& expected_logits = golden[c + "logits"];
       if (expected_logits.dim() == 3)
-        EXPECT_TRUE(tensors_close(name + " " + c + "logits", out.logits, expected_logits, 1e-4, 0, mask));
+        EXPECT_TRUE(
+            tensors_close(name + " " + c + "logits", out.logits, expected_logits, 1e-4, 0, mask));
       else
         EXPECT_TRUE(tensors_close(name + " " + c + "logits", out.logits, expected_logits, 1e-4));
       for (int i = 0; golden.count(c + "hidden." + std::to_string(i)); ++i) {
         ASSERT_LT(i, static_cast<int>(out.hidden_states.size()));
-        EXPECT_TRUE(tensors_close(name + " " + c + "hidden." + std::to_string(i), out.hidden_states[i],
-                                  golden[c + "hidden." + std::to_string(i)], 1e-4, 0, mask));
+        EXPECT_TRUE(tensors_close(name + " " + c + "hidden." + std::to_string(i),
+                                  out.hidden_states[i], golden[c + "hidden." + std::to_string(i)],
+                                  1e-4, 0, mask));
       }
       if (golden.count(c + "last_block_raw"))
-        EXPECT_TRUE(tensors_close(name + " " + c + "last_block_raw", out.last_block, golden[c + "last_block_raw"],
-                                  1e-4, 0, mask));
+        EXPECT_TRUE(tensors_close(name + " " + c + "last_block_raw", out.last_block,
+                                  golden[c + "last_block_raw"], 1e-4, 0, mask));
       EXPECT_EQ(out.hidden_states.size(), static_cast<size_t>(model->info().num_layers + 1));
       ++checked;
     }
@@ -78,11 +80,17 @@ std::vector<Variant> variants() {
       {"llama3_rope",
        {{"rope_theta", 500000.0},
         {"rope_scaling",
-         {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+         {{"rope_type", "llama3"},
+          {"factor", 8.0},
+          {"low_freq_factor", 1.0},
+          {"high_freq_factor", 4.0},
           {"original_max_position_embeddings", 8}}}}},
       {"linear_rope", {{"rope_scaling", {{"type", "linear"}, {"factor", 2.0}}}}},
       {"qwen2", {{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}}},
-      {"mistral_window", {{"architectures", {"MistralForCausalLM"}}, {"model_type", "mistral"}, {"sliding_window", 3}}},
+      {"mistral_window",
+       {{"architectures", {"MistralForCausalLM"}},
+        {"model_type", "mistral"},
+        {"sliding_window", 3}}},
   };
 }
 
@@ -183,7 +191,8 @@ TEST_P(DecoderInvariants, LogitModesAndResumeAgree) {
   in.logits = LogitsMode::kSelected;
   in.logits_index = torch::tensor({1, 6 + 4}, torch::kInt64);
   auto sel = model_->forward(in).logits;
-  EXPECT_TRUE(tensors_close("kSelected", sel, torch::stack({full.logits[0][1], full.logits[1][4]}), 1e-6));
+  EXPECT_TRUE(
+      tensors_close("kSelected", sel, torch::stack({full.logits[0][1], full.logits[1][4]}), 1e-6));
   // Stop after layer 2, then resume from its output: the frozen-prefix cache path.
   ForwardInput head;
   head.input_ids = ids;
@@ -232,7 +241,9 @@ TEST(ModelLoading, ClearErrors) {
   const auto dir = tmp / "m";
   test::write_tiny_model(dir);
   auto config = read_json_file(dir / "config.json");
-  const auto rewrite = [&](const nlohmann::json& c) { std::ofstream(dir / "config.json", std::ios::trunc) << c.dump(); };
+  const auto rewrite = [&](const nlohmann::json& c) {
+    std::ofstream(dir / "config.json", std::ios::trunc) << c.dump();
+  };
 
   expect_load_error(tmp / "nope", "not found");
   auto c = config;

@@ -57,7 +57,8 @@ Case load_case(const fs::path& json_path) {
   auto st = json_path;
   c.t = load_safetensors(st.replace_extension(".safetensors"));
   c.model = load_model(test::shared_dir() / "models" / c.meta["model"].get<std::string>());
-  auto config = ReftConfig::build({c.meta["layer"].get<int64_t>()}, parse_component(c.meta["component"].get<std::string>()),
+  auto config = ReftConfig::build({c.meta["layer"].get<int64_t>()},
+                                  parse_component(c.meta["component"].get<std::string>()),
                                   options_of(c.meta), "l1", true);
   c.reft = std::make_unique<ReftModel>(*c.model, config, 0);
   return c;
@@ -82,7 +83,8 @@ std::vector<fs::path> case_files() {
   for (const auto& f : test::files_with_suffix(test::shared_dir() / "golden" / "reft", ".json")) {
     const auto meta = read_json_file(f);
     if (!meta.contains("intervention_class") || !meta.contains("tensors")) continue;
-    if (!test::architecture_supported(test::shared_dir() / "models" / meta["model"].get<std::string>())) {
+    if (!test::architecture_supported(test::shared_dir() / "models" /
+                                      meta["model"].get<std::string>())) {
       std::cout << "[ SKIPPED  ] " << f.filename() << ": architecture not supported yet\n";
       continue;
     }
@@ -102,7 +104,8 @@ TEST(ReftGolden, LogitsLossAndGradientsOfEveryCase) {
     const auto batch = batch_of(c);
     auto mask = batch.attention_mask.unsqueeze(-1);
     auto out = c.reft->forward(batch);
-    EXPECT_TRUE(tensors_close(f.stem().string() + " logits", out.logits, c.t.at("logits"), 1e-4, 0, mask));
+    EXPECT_TRUE(
+        tensors_close(f.stem().string() + " logits", out.logits, c.t.at("logits"), 1e-4, 0, mask));
     auto loss = c.reft->lm_loss(batch);
     const double expected = c.t.at("loss").item<double>();
     EXPECT_NEAR(loss.item<double>(), expected, 1e-5 * std::abs(expected)) << "loss";
@@ -120,12 +123,15 @@ TEST(ReftGolden, LogitsLossAndGradientsOfEveryCase) {
         continue;
       }
       ASSERT_TRUE(p.value().grad().defined()) << key;
-      EXPECT_TRUE(tensors_close(f.stem().string() + " " + key, p.value().grad(), c.t.at(key), 1e-5, 1e-3));
+      EXPECT_TRUE(
+          tensors_close(f.stem().string() + " " + key, p.value().grad(), c.t.at(key), 1e-5, 1e-3));
     }
     if (rotate && c.t.count("grad.R"))
-      EXPECT_TRUE(tensors_close(f.stem().string() + " grad.R", rotate->last_weight().grad(), c.t.at("grad.R"), 1e-5, 1e-3));
+      EXPECT_TRUE(tensors_close(f.stem().string() + " grad.R", rotate->last_weight().grad(),
+                                c.t.at("grad.R"), 1e-5, 1e-3));
     // The printed summary, verbatim.
-    EXPECT_EQ(c.reft->trainable_parameters_summary(), c.meta["print_trainable_parameters"].get<std::string>());
+    EXPECT_EQ(c.reft->trainable_parameters_summary(),
+              c.meta["print_trainable_parameters"].get<std::string>());
   }
 }
 
@@ -137,7 +143,8 @@ TEST(ReftGolden, PyreftModeReproducesInitialisationFromSeed) {
     SCOPED_TRACE(f.filename().string());
     const auto meta = read_json_file(f);
     auto c = load_case(f);
-    auto config = ReftConfig::build({meta["layer"].get<int64_t>()}, Component::kBlockOutput, options_of(meta), "l1", true);
+    auto config = ReftConfig::build({meta["layer"].get<int64_t>()}, Component::kBlockOutput,
+                                    options_of(meta), "l1", true);
     ReftModel fresh(*c.model, config, meta["init_seed"].get<uint64_t>());
     for (auto& p : fresh.interventions()[0]->named_parameters())
       EXPECT_TRUE(tensors_close("init " + p.key(), p.value(), c.t.at("param." + p.key()), 1e-6));
@@ -156,11 +163,14 @@ TEST(ReftGolden, TenStepTrajectory) {
   o.type = InterventionType::kLoReFT;
   o.low_rank_dimension = meta["rank"];
   o.orthogonal = OrthogonalMode::kPyreft;
-  ReftModel reft(*model, ReftConfig::build({meta["layer"].get<int64_t>()}, Component::kBlockOutput, o, "l1", true), 0);
+  ReftModel reft(
+      *model,
+      ReftConfig::build({meta["layer"].get<int64_t>()}, Component::kBlockOutput, o, "l1", true), 0);
   auto& iv = *reft.interventions()[0];
   {
     torch::NoGradGuard g;
-    iv.named_parameters()["rotate_layer.parametrizations.weight.original"].copy_(t.at("init.original"));
+    iv.named_parameters()["rotate_layer.parametrizations.weight.original"].copy_(
+        t.at("init.original"));
     iv.named_buffers()["rotate_layer.parametrizations.weight.0.base"].copy_(t.at("init.base"));
     iv.named_parameters()["learned_source.weight"].copy_(t.at("init.W"));
     iv.named_parameters()["learned_source.bias"].copy_(t.at("init.b"));
@@ -174,7 +184,8 @@ TEST(ReftGolden, TenStepTrajectory) {
   // pyreft's optimizer order: original, learned_source.weight, learned_source.bias.
   auto params = iv.named_parameters();
   std::vector<torch::Tensor> order = {params["rotate_layer.parametrizations.weight.original"],
-                                      params["learned_source.weight"], params["learned_source.bias"]};
+                                      params["learned_source.weight"],
+                                      params["learned_source.bias"]};
   AdamW opt(order, {true, true, true}, {.lr = meta["optimizer"]["lr"].get<double>()});
   auto expected = t.at("trajectory.losses");
   for (int step = 0; step < expected.size(0); ++step) {
@@ -183,7 +194,8 @@ TEST(ReftGolden, TenStepTrajectory) {
     EXPECT_NEAR(loss.item<double>(), expected[step].item<double>(), 1e-4) << "step " << step;
     loss.backward();
     if (step == 0) {
-      EXPECT_TRUE(tensors_close("step0.grad.original", order[0].grad(), t.at("step0.grad.original"), 1e-5, 1e-3));
+      EXPECT_TRUE(tensors_close("step0.grad.original", order[0].grad(), t.at("step0.grad.original"),
+                                1e-5, 1e-3));
       EXPECT_TRUE(tensors_close("step0.grad.W", order[1].grad(), t.at("step0.grad.W"), 1e-5, 1e-3));
       EXPECT_TRUE(tensors_close("step0.grad.b", order[2].grad(), t.at("step0.grad.b"), 1e-5, 1e-3));
     }
@@ -219,9 +231,9 @@ TEST(ReftGolden, PyreftInterventionLocations) {
   REFT_REQUIRE_SHARED("golden/reft/positions.jsonl");
   int checked = 0;
   for (const auto& row : test::read_jsonl(shared_path)) {
-    const auto got = pyreft_intervention_locations(row["last_position"], row["positions"].get<std::string>(),
-                                                   row["share_weights"], row["num_interventions"],
-                                                   row["pad_mode"].get<std::string>());
+    const auto got = pyreft_intervention_locations(
+        row["last_position"], row["positions"].get<std::string>(), row["share_weights"],
+        row["num_interventions"], row["pad_mode"].get<std::string>());
     EXPECT_EQ(nlohmann::json(got), row["result"]) << row.dump();
     ++checked;
   }

@@ -15,7 +15,8 @@ namespace {
 
 using test::TempDir;
 
-void write_raw(const std::filesystem::path& path, const std::string& header, const std::string& data) {
+void write_raw(const std::filesystem::path& path, const std::string& header,
+               const std::string& data) {
   std::ofstream out(path, std::ios::binary);
   const uint64_t n = header.size();
   out.write(reinterpret_cast<const char*>(&n), 8);
@@ -75,7 +76,8 @@ TEST(Safetensors, TensorsShareTheMapping) {
 TEST(Safetensors, UnalignedDataIsCopied) {
   TempDir tmp;
   // Header padded so that the F32 tensor starts at an odd address.
-  const std::string header = R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}})";
+  const std::string header =
+      R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"b":{"dtype":"F32","shape":[2],"data_offsets":[1,9]}})";
   float v[2] = {1.5f, -2.0f};
   std::string data(1, '\x07');
   data.append(reinterpret_cast<const char*>(v), 8);
@@ -105,33 +107,42 @@ TEST(Safetensors, CorruptFiles) {
   expect_rejected(p("badjson"), "invalid JSON");
   write_raw(p("notobj"), "[1, 2]", "");
   expect_rejected(p("notobj"), "start with '{'");
-  write_raw(p("dtype"), R"({"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})", std::string(4, 0));
+  write_raw(p("dtype"), R"({"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}})",
+            std::string(4, 0));
   expect_rejected(p("dtype"), "F33");
-  write_raw(p("range"), R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", std::string(8, 0));
+  write_raw(p("range"), R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
+            std::string(8, 0));
   expect_rejected(p("range"), "data_offsets inside");
-  write_raw(p("nbytes"), R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, 0));
+  write_raw(p("nbytes"), R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+            std::string(8, 0));
   expect_rejected(p("nbytes"), "expected 12 bytes");
-  write_raw(p("overlap"),
-            R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-            std::string(12, 0));
+  write_raw(
+      p("overlap"),
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+      std::string(12, 0));
   expect_rejected(p("overlap"), "overlap");
-  write_raw(p("reversed"), R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", std::string(8, 0));
+  write_raw(p("reversed"), R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})",
+            std::string(8, 0));
   expect_rejected(p("reversed"), "begin <= end");
-  write_raw(p("negshape"), R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, 0));
+  write_raw(p("negshape"), R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})",
+            std::string(4, 0));
   expect_rejected(p("negshape"), "non-negative");
-  write_raw(p("overflow"), R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})",
+  write_raw(p("overflow"),
+            R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,4]}})",
             std::string(4, 0));
   expect_rejected(p("overflow"), "overflow");
   write_raw(p("meta"), R"({"__metadata__":{"a":1}})", "");
   expect_rejected(p("meta"), "__metadata__");
-  write_raw(p("extra"), R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})", std::string(4, 0));
+  write_raw(p("extra"), R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})",
+            std::string(4, 0));
   expect_rejected(p("extra"), "unknown key");
   expect_rejected(p("missing"), "not found");
 }
 
 TEST(Safetensors, RandomCorruptionNeverCrashes) {
   TempDir tmp;
-  save_safetensors(tmp / "ok.safetensors", {{"a", torch::randn({4, 4})}, {"b", torch::arange(5, torch::kInt64)}});
+  save_safetensors(tmp / "ok.safetensors",
+                   {{"a", torch::randn({4, 4})}, {"b", torch::arange(5, torch::kInt64)}});
   const std::string good = [&] {
     std::ifstream in(tmp / "ok.safetensors", std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -170,7 +181,8 @@ TEST(Checkpoint, ShardedIndex) {
   std::ofstream(tmp / "model.safetensors.index.json", std::ios::trunc)
       << R"({"weight_map":{"a":"model-00002-of-00002.safetensors"}})";
   EXPECT_THROW(Checkpoint::open(tmp.path()), Error);
-  std::ofstream(tmp / "model.safetensors.index.json", std::ios::trunc) << R"({"weight_map":{"a":"../x"}})";
+  std::ofstream(tmp / "model.safetensors.index.json", std::ios::trunc)
+      << R"({"weight_map":{"a":"../x"}})";
   EXPECT_THROW(Checkpoint::open(tmp.path()), Error);
 }
 

@@ -68,7 +68,8 @@ inline std::vector<std::filesystem::path> files_with_suffix(const std::filesyste
   if (!std::filesystem::is_directory(dir)) return out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     const auto name = e.path().filename().string();
-    if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
       out.push_back(e.path());
   }
   std::sort(out.begin(), out.end());
@@ -76,20 +77,25 @@ inline std::vector<std::filesystem::path> files_with_suffix(const std::filesyste
 }
 
 /// The 3-class classification task of the tests: which animal (cat, dog, bird) a short templated
-/// sentence mentions, with names and places varied; 960 {"text", "label"} objects, shuffled by seed.
+/// sentence mentions, with names and places varied; 960 {"text", "label"} objects, shuffled by
+/// seed.
 inline std::vector<nlohmann::json> animal_sentences(uint64_t seed) {
   const std::vector<std::string> animals = {"cat", "dog", "bird"};
-  const std::vector<std::string> names = {"Lily", "Ben", "Tom", "Sue", "Max", "Mia", "Sam", "Anna", "Tim", "Lucy"};
-  const std::vector<std::string> places = {"park", "garden", "house", "school", "forest", "beach", "farm", "river"};
-  const std::vector<std::string> templates = {"{n} saw a {a} in the {p}.", "In the {p}, {n} played with a {a}.",
-                                              "The {a} followed {n} to the {p}.", "{n} gave the {a} some food at the {p}."};
+  const std::vector<std::string> names = {"Lily", "Ben", "Tom",  "Sue", "Max",
+                                          "Mia",  "Sam", "Anna", "Tim", "Lucy"};
+  const std::vector<std::string> places = {"park",   "garden", "house", "school",
+                                           "forest", "beach",  "farm",  "river"};
+  const std::vector<std::string> templates = {
+      "{n} saw a {a} in the {p}.", "In the {p}, {n} played with a {a}.",
+      "The {a} followed {n} to the {p}.", "{n} gave the {a} some food at the {p}."};
   std::vector<nlohmann::json> out;
   for (const auto& a : animals)
     for (const auto& n : names)
       for (const auto& p : places)
         for (const auto& tmpl : templates) {
           std::string s = tmpl;
-          for (auto [key, value] : {std::pair<std::string, std::string>{"{n}", n}, {"{a}", a}, {"{p}", p}})
+          for (auto [key, value] :
+               {std::pair<std::string, std::string>{"{n}", n}, {"{a}", a}, {"{p}", p}})
             s.replace(s.find(key), key.size(), value);
           out.push_back({{"text", s}, {"label", a}});
         }

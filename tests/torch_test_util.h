@@ -15,24 +15,29 @@
 namespace reft::test {
 
 /// |actual − expected| ≤ atol + rtol·|expected| everywhere (where `mask` is true, if given).
-inline ::testing::AssertionResult tensors_close(const std::string& what, torch::Tensor actual, torch::Tensor expected,
-                                                double atol, double rtol = 0, torch::Tensor mask = {}) {
+inline ::testing::AssertionResult tensors_close(const std::string& what, torch::Tensor actual,
+                                                torch::Tensor expected, double atol,
+                                                double rtol = 0, torch::Tensor mask = {}) {
   actual = actual.detach().to(torch::kCPU, torch::kFloat64);
   expected = expected.detach().to(torch::kCPU, torch::kFloat64);
   if (actual.sizes() != expected.sizes())
-    return ::testing::AssertionFailure() << what << ": shape " << actual.sizes() << " != expected " << expected.sizes();
+    return ::testing::AssertionFailure()
+           << what << ": shape " << actual.sizes() << " != expected " << expected.sizes();
   auto diff = (actual - expected).abs();
   auto bound = atol + rtol * expected.abs();
   auto bad = diff > bound;
   if (mask.defined()) bad = bad.logical_and(mask.to(torch::kCPU, torch::kBool).expand_as(bad));
   bad = bad.logical_or(actual.isnan().logical_xor(expected.isnan()));
-  const double max_abs = mask.defined() ? (diff * mask.to(torch::kCPU, torch::kFloat64).expand_as(diff)).max().item<double>()
-                                        : (diff.numel() ? diff.max().item<double>() : 0.0);
-  if (!bad.any().item<bool>()) return ::testing::AssertionSuccess() << what << ": max abs diff " << max_abs;
+  const double max_abs =
+      mask.defined()
+          ? (diff * mask.to(torch::kCPU, torch::kFloat64).expand_as(diff)).max().item<double>()
+          : (diff.numel() ? diff.max().item<double>() : 0.0);
+  if (!bad.any().item<bool>())
+    return ::testing::AssertionSuccess() << what << ": max abs diff " << max_abs;
   auto idx = bad.reshape({-1}).nonzero().reshape({-1});
   std::ostringstream out;
-  out << what << " " << actual.sizes() << ": " << idx.size(0) << " values beyond atol " << atol << " rtol " << rtol
-      << ", max abs diff " << max_abs << "; first:";
+  out << what << " " << actual.sizes() << ": " << idx.size(0) << " values beyond atol " << atol
+      << " rtol " << rtol << ", max abs diff " << max_abs << "; first:";
   auto a = actual.reshape({-1}), e = expected.reshape({-1});
   for (int64_t i = 0; i < std::min<int64_t>(5, idx.size(0)); ++i) {
     const int64_t k = idx[i].item<int64_t>();
@@ -47,11 +52,13 @@ inline bool architecture_supported(const std::filesystem::path& model_dir) {
   std::ifstream in(model_dir / "config.json");
   const auto config = nlohmann::json::parse(in);
   const auto archs = supported_architectures();
-  return std::find(archs.begin(), archs.end(), config["architectures"][0].get<std::string>()) != archs.end();
+  return std::find(archs.begin(), archs.end(), config["architectures"][0].get<std::string>()) !=
+         archs.end();
 }
 
 /// A random LLaMA-family model written into `dir` (config overrides merged into a tiny base).
-inline void write_tiny_model(const std::filesystem::path& dir, const nlohmann::json& overrides = {}, uint64_t seed = 0) {
+inline void write_tiny_model(const std::filesystem::path& dir, const nlohmann::json& overrides = {},
+                             uint64_t seed = 0) {
   nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
                            {"model_type", "llama"},
                            {"hidden_size", 32},

@@ -41,11 +41,13 @@ TEST(TrainParity, Stories260KMatchesPyreftRun) {
   auto model = load_model(test::shared_dir() / "models" / "stories260K");
   auto tok = Tokenizer::load(test::shared_dir() / "models" / "stories260K");
   std::vector<Record> records;
-  for (const auto& pair : cfg["pairs"]) records.push_back({{{"prompt", pair[0]}, {"completion", pair[1]}}, "pairs"});
+  for (const auto& pair : cfg["pairs"])
+    records.push_back({{{"prompt", pair[0]}, {"completion", pair[1]}}, "pairs"});
   auto data = make_lm_dataset(records, *tok, {});
   InterventionOptions o;
   o.low_rank_dimension = cfg["rank"];
-  auto config = ReftConfig::build(cfg["layers"].get<std::vector<int64_t>>(), Component::kBlockOutput, o, "l1", false);
+  auto config = ReftConfig::build(cfg["layers"].get<std::vector<int64_t>>(),
+                                  Component::kBlockOutput, o, "l1", false);
   ReftModel reft(*model, config, 1);
   TrainOptions t;
   t.max_steps = cfg["steps"];

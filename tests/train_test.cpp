@@ -9,8 +9,8 @@
 #include "interventions/orthogonal.h"
 #include "reft/data.h"
 #include "reft/error.h"
-#include "reft/trainer.h"
 #include "reft/tokenizer.h"
+#include "reft/trainer.h"
 #include "torch_test_util.h"
 #include "util/files.h"
 
@@ -72,7 +72,8 @@ TEST_F(TrainTest, FrozenMeansFrozen) {
     EXPECT_TRUE(t.equal(before[i++])) << name << " changed";
   }
   // Only intervention tensors are trainable.
-  for (const auto& [name, p] : reft.named_parameters()) EXPECT_NE(name.find("_comp_"), std::string::npos);
+  for (const auto& [name, p] : reft.named_parameters())
+    EXPECT_NE(name.find("_comp_"), std::string::npos);
 }
 
 TEST_F(TrainTest, WeightDecayNeverDisablesAnIntervention) {
@@ -84,7 +85,8 @@ TEST_F(TrainTest, WeightDecayNeverDisablesAnIntervention) {
     o.weight_decay = 0.1;
     train_reft(reft, synthetic_dataset(4, 2), nullptr, o);
     auto R = reft.interventions()[0]->rotation().detach();
-    EXPECT_TRUE(tensors_close("RᵀR", R.t().mm(R), torch::eye(R.size(1)), 1e-5)) << orthogonal_mode_name(mode);
+    EXPECT_TRUE(tensors_close("RᵀR", R.t().mm(R), torch::eye(R.size(1)), 1e-5))
+        << orthogonal_mode_name(mode);
     // The edit is alive: the intervened forward differs from the base forward.
     auto batch = make_batch(synthetic_dataset(2, 9), {0, 1}, 0);
     torch::NoGradGuard g;
@@ -127,14 +129,18 @@ TEST(Orthogonal, SetWeightReproducesAnyOrthonormalR) {
 // d(Σ w∘Φ(h, s)) by autograd vs central differences, in float64, for every parameter and input.
 TEST(Interventions, FiniteDifferenceGradientsInFloat64) {
   const std::vector<InterventionType> types = {
-      InterventionType::kLoReFT,      InterventionType::kNoReFT,         InterventionType::kDiReFT,
-      InterventionType::kNodiReFT,    InterventionType::kConsReFT,       InterventionType::kLoBiReFT,
-      InterventionType::kVanilla,     InterventionType::kAddition,       InterventionType::kSubtraction,
-      InterventionType::kZero,        InterventionType::kCollect,        InterventionType::kLowRankRotated,
-      InterventionType::kRotated,     InterventionType::kBoundlessRotated, InterventionType::kSigmoidMask};
+      InterventionType::kLoReFT,      InterventionType::kNoReFT,
+      InterventionType::kDiReFT,      InterventionType::kNodiReFT,
+      InterventionType::kConsReFT,    InterventionType::kLoBiReFT,
+      InterventionType::kVanilla,     InterventionType::kAddition,
+      InterventionType::kSubtraction, InterventionType::kZero,
+      InterventionType::kCollect,     InterventionType::kLowRankRotated,
+      InterventionType::kRotated,     InterventionType::kBoundlessRotated,
+      InterventionType::kSigmoidMask};
   for (const auto mode : {OrthogonalMode::kLean, OrthogonalMode::kPyreft}) {
     for (const auto type : types) {
-      SCOPED_TRACE(std::string(intervention_type_name(type)) + " / " + std::string(orthogonal_mode_name(mode)));
+      SCOPED_TRACE(std::string(intervention_type_name(type)) + " / " +
+                   std::string(orthogonal_mode_name(mode)));
       torch::manual_seed(7);
       InterventionOptions o;
       o.type = type;
@@ -149,9 +155,11 @@ TEST(Interventions, FiniteDifferenceGradientsInFloat64) {
         // Move X off −I so that the Householder map is exercised away from its base point.
         torch::NoGradGuard g;
         for (auto& p : iv->named_parameters())
-          if (p.key().find("original") != std::string::npos) p.value().add_(0.3 * torch::randn_like(p.value()).tril(-1));
+          if (p.key().find("original") != std::string::npos)
+            p.value().add_(0.3 * torch::randn_like(p.value()).tril(-1));
         for (auto& b : iv->named_buffers())
-          if (b.key() == "temperature") b.value().fill_(type == InterventionType::kSigmoidMask ? 0.5 : 2.0);
+          if (b.key() == "temperature")
+            b.value().fill_(type == InterventionType::kSigmoidMask ? 0.5 : 2.0);
       }
       auto h = torch::randn({4, 6}, torch::kFloat64).requires_grad_(true);
       auto s = torch::randn({4, 6}, torch::kFloat64).requires_grad_(true);
@@ -163,7 +171,8 @@ TEST(Interventions, FiniteDifferenceGradientsInFloat64) {
         if (p.value().requires_grad()) inputs.emplace_back(p.key(), p.value());
       for (auto& [name, x] : inputs)
         if (x.grad().defined()) x.mutable_grad().zero_();
-      if (auto y = f(); y.requires_grad()) y.backward();  // zero ablation has no gradient path at all
+      if (auto y = f(); y.requires_grad())
+        y.backward();  // zero ablation has no gradient path at all
       for (auto& [name, x] : inputs) {
         auto analytic = x.grad().defined() ? x.grad().clone() : torch::zeros_like(x);
         auto numeric = torch::zeros_like(x);
@@ -205,15 +214,18 @@ TEST_F(TrainTest, ResumeAfterAKillEqualsAnUninterruptedRun) {
     if (e.step == 5) throw std::runtime_error("killed");
   };
   EXPECT_THROW(train_reft(b, data, nullptr, o, nullptr, kill), std::runtime_error);
-  ReftModel c(*model_, loreft_config({1, 2}), 99);  // a fresh process: different init, same checkpoint
+  ReftModel c(*model_, loreft_config({1, 2}),
+              99);  // a fresh process: different init, same checkpoint
   o.resume = true;
   const auto resumed = train_reft(c, data, nullptr, o);
   EXPECT_TRUE(resumed.resumed_from_checkpoint);
   EXPECT_EQ(resumed.start_step, 3);
   ASSERT_EQ(resumed.losses.size(), full.losses.size());
-  for (size_t i = 0; i < full.losses.size(); ++i) EXPECT_NEAR(resumed.losses[i], full.losses[i], 1e-6) << i;
+  for (size_t i = 0; i < full.losses.size(); ++i)
+    EXPECT_NEAR(resumed.losses[i], full.losses[i], 1e-6) << i;
   auto pa = a.named_parameters(), pc = c.named_parameters();
-  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(tensors_close(pa[i].first, pc[i].second, pa[i].second, 1e-6));
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_TRUE(tensors_close(pa[i].first, pc[i].second, pa[i].second, 1e-6));
   // metrics.jsonl has each step once.
   std::ifstream metrics(tmp_ / "b" / "metrics.jsonl");
   int lines = 0;
@@ -230,8 +242,10 @@ TEST_F(TrainTest, SameSeedSameLosses) {
   for (int run = 0; run < 2; ++run) {
     ReftModel reft(*model_, loreft_config({0, 1}), 8);
     auto s = train_reft(reft, data, nullptr, o);
-    if (run == 0) first = s.losses;
-    else EXPECT_EQ(s.losses, first);
+    if (run == 0)
+      first = s.losses;
+    else
+      EXPECT_EQ(s.losses, first);
   }
 }
 
@@ -275,7 +289,8 @@ TEST_F(TrainTest, NanStopsTrainingAndKeepsTheLastGoodCheckpoint) {
   // Whatever checkpoint exists holds finite tensors.
   if (fs::exists(tmp_ / "nan" / "checkpoint" / "adapter")) {
     auto loaded = load_adapter(*model_, tmp_ / "nan" / "checkpoint" / "adapter");
-    for (const auto& [name, t] : loaded.reft->state()) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+    for (const auto& [name, t] : loaded.reft->state())
+      EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
   }
 }
 
@@ -299,7 +314,8 @@ TEST_F(TrainTest, AdapterRoundTripAndWrongBase) {
 
 TEST(Data, FormatsAndErrorsNameFileLineAndField) {
   TempDir tmp;
-  std::ofstream(tmp / "a.jsonl") << "{\"prompt\": \"a\", \"completion\": \"b\"}\n\n{\"prompt\": \"c\"}\n";
+  std::ofstream(tmp / "a.jsonl")
+      << "{\"prompt\": \"a\", \"completion\": \"b\"}\n\n{\"prompt\": \"c\"}\n";
   try {
     auto records = read_records(tmp / "a.jsonl");
     ASSERT_EQ(records.size(), 2u);

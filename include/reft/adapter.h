@@ -16,12 +16,14 @@ namespace reft {
 struct AdapterMeta {
   std::string template_name = "none";  // prompt template used in training; generation applies it
   std::string task = "causal_lm";      // or "classification"
-  nlohmann::json extra = nlohmann::json::object();  // task data (labels, head shape), training summary
+  nlohmann::json extra =
+      nlohmann::json::object();  // task data (labels, head shape), training summary
 };
 
 /// Writes `dir` (replacing it atomically). `extra_tensors` (e.g. a classification head) are stored
 /// beside the interventions under their own names.
-void save_adapter(const ReftModel& reft, const std::filesystem::path& dir, const AdapterMeta& meta = {},
+void save_adapter(const ReftModel& reft, const std::filesystem::path& dir,
+                  const AdapterMeta& meta = {},
                   const std::vector<std::pair<std::string, torch::Tensor>>& extra_tensors = {});
 
 struct LoadedAdapter {
@@ -32,7 +34,8 @@ struct LoadedAdapter {
 
 /// Loads an adapter onto `base`. A different base model (fingerprint, architecture or shape) is a
 /// reft::Error naming both, unless `allow_base_mismatch` (then only the shapes must agree).
-LoadedAdapter load_adapter(Model& base, const std::filesystem::path& dir, bool allow_base_mismatch = false);
+LoadedAdapter load_adapter(Model& base, const std::filesystem::path& dir,
+                           bool allow_base_mismatch = false);
 
 /// Reads only reft_config.json (for inspection).
 nlohmann::json read_adapter_config(const std::filesystem::path& dir);

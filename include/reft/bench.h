@@ -10,7 +10,8 @@
 namespace reft {
 
 /// fp32 (or `dtype`) GEMM rate of a large square torch::matmul, GFLOP/s (median of repeats).
-double measure_gemm_gflops(torch::Dtype dtype = torch::kFloat32, int64_t n = 2048, double seconds = 1.0);
+double measure_gemm_gflops(torch::Dtype dtype = torch::kFloat32, int64_t n = 2048,
+                           double seconds = 1.0);
 
 /// Copy bandwidth: bytes read + written per second by dst.copy_(src) of `bytes` (≥ 256 MiB) into a
 /// preallocated tensor, GB/s (median of repeats).
@@ -19,7 +20,8 @@ double measure_copy_gbps(int64_t bytes = 256ll << 20, double seconds = 1.0);
 /// FLOPs of one forward over a (B, T) batch of a decoder, counting what the model needs: every
 /// linear map (2 per weight per token), attention (q·k and p·v over all past + T keys of each
 /// query, as computed — the PaLM/Megatron convention), and the LM head only on `logits_rows` rows.
-double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past, int64_t logits_rows);
+double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past,
+                             int64_t logits_rows);
 
 /// Weight bytes one decode step reads: every layer weight, the final norm and the LM head
 /// (the embedding contributes one row).
@@ -69,8 +71,8 @@ struct TrainBenchResult {
 /// rows only, and the backward of what autograd must differentiate — input gradients (dX, never
 /// dW: weights are frozen) of every layer from the lowest intervention up, the attention backward
 /// (2× its forward), and the head at the labelled rows. Intervention FLOPs are included.
-std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T, int64_t labelled_rows,
-                                           int64_t start_layer);
+std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T,
+                                           int64_t labelled_rows, int64_t start_layer);
 
 /// Times AdamW steps of `reft` on a random batch (prompt = first half, labels on the second).
 TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& options);

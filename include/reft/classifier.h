@@ -30,7 +30,9 @@ ProblemType parse_problem_type(std::string_view name);
 struct LabelSpace {
   ProblemType problem = ProblemType::kSingleLabel;
   std::vector<std::string> names;  // index → label text (empty for regression)
-  int64_t num_labels() const { return problem == ProblemType::kRegression ? 1 : static_cast<int64_t>(names.size()); }
+  int64_t num_labels() const {
+    return problem == ProblemType::kRegression ? 1 : static_cast<int64_t>(names.size());
+  }
   /// Index of a label; throws Error naming `where` and listing the known labels.
   int64_t index(const std::string& label, const std::string& where) const;
   nlohmann::json to_json() const;
@@ -38,16 +40,16 @@ struct LabelSpace {
 };
 
 /// Infers the label space from training examples: lists → multi-label, non-integer numbers →
-/// regression, integers → 0..max, otherwise the sorted distinct strings. `num_labels` > 0 forces the
-/// count (and must agree with the data).
+/// regression, integers → 0..max, otherwise the sorted distinct strings. `num_labels` > 0 forces
+/// the count (and must agree with the data).
 LabelSpace infer_labels(const Dataset& data, int64_t num_labels = 0);
 
 /// The classification head Φ_head: pooled (N, D) → logits (N, K).
 class ClassificationHead : public torch::nn::Module {
  public:
   enum class Kind { kScore, kRobertaStyle, kBertStyle };
-  ClassificationHead(Kind kind, int64_t hidden, int64_t num_labels, double dropout, torch::Dtype dtype,
-                     double init_std);
+  ClassificationHead(Kind kind, int64_t hidden, int64_t num_labels, double dropout,
+                     torch::Dtype dtype, double init_std);
   torch::Tensor forward(const torch::Tensor& pooled);
   Kind kind() const { return kind_; }
 
@@ -77,7 +79,8 @@ class ReftClassifier {
 
   /// Head parameters as "head.<name>" (trainable).
   std::vector<std::pair<std::string, torch::Tensor>> head_parameters() const;
-  void load_head(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& where);
+  void load_head(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                 const std::string& where);
   int64_t num_head_parameters() const;
   /// pyreft's summary (a checkpoint head counts as trainable model parameters there) and a line
   /// with the head alone, which the paper excludes from its parameter share.
@@ -99,13 +102,14 @@ struct LoadedClassifier {
   std::unique_ptr<ReftClassifier> classifier;
   std::string template_name;
 };
-LoadedClassifier load_classifier(Model& base, const std::filesystem::path& dir, bool allow_base_mismatch = false);
+LoadedClassifier load_classifier(Model& base, const std::filesystem::path& dir,
+                                 bool allow_base_mismatch = false);
 
 /// Metrics of predictions against gold labels.
 struct ClassificationMetrics {
   int64_t examples = 0;
-  double accuracy = 0, macro_f1 = 0, mcc = 0;  // single- and multi-label (micro over labels)
-  double pearson = 0, spearman = 0, mse = 0;   // regression
+  double accuracy = 0, macro_f1 = 0, mcc = 0;   // single- and multi-label (micro over labels)
+  double pearson = 0, spearman = 0, mse = 0;    // regression
   std::vector<std::vector<int64_t>> confusion;  // [gold][predicted], single-label
   nlohmann::json to_json(const LabelSpace& labels) const;
 };
@@ -114,7 +118,8 @@ ClassificationMetrics classification_metrics(const LabelSpace& labels, const tor
 
 /// A right-padded batch of classification examples: the whole text is the prompt (the position
 /// spec applies to it), with segment ids when the examples have them.
-ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_t>& indices, int64_t pad_id);
+ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_t>& indices,
+                                    int64_t pad_id);
 
 /// Logits of every example of `data` (B at a time, no gradients).
 torch::Tensor predict_logits(ReftClassifier& classifier, const Dataset& data, int64_t batch_size);

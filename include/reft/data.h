@@ -27,7 +27,8 @@ std::vector<Record> read_records(const std::filesystem::path& path);
 
 /// Prompt templates by name: "none" ({prompt} verbatim), "alpaca", "chatml", "llama2", "llama3",
 /// "zephyr", "tinystories" ("{prompt}"), or any string containing "{prompt}".
-std::string apply_template(std::string_view template_name, std::string_view prompt, std::string_view input = {});
+std::string apply_template(std::string_view template_name, std::string_view prompt,
+                           std::string_view input = {});
 /// The names above (for --help and errors).
 std::vector<std::string> template_names();
 
@@ -50,9 +51,9 @@ struct DataOptions {
 /// A tokenized training example.
 struct Example {
   std::vector<int64_t> input_ids;
-  std::vector<int64_t> labels;  // −100 on prompt tokens (causal LM)
-  int64_t prompt_length = 0;    // tokens of the prompt, BOS included
-  std::string prompt, completion;  // after templating (for evaluation by generation)
+  std::vector<int64_t> labels;          // −100 on prompt tokens (causal LM)
+  int64_t prompt_length = 0;            // tokens of the prompt, BOS included
+  std::string prompt, completion;       // after templating (for evaluation by generation)
   std::vector<int64_t> token_type_ids;  // encoders with segment ids (classification)
   std::string label;                    // classification label as text
   std::string where;
@@ -65,7 +66,8 @@ struct Dataset {
 };
 
 /// Tokenizes records for causal-LM training (prompt/completion, alpaca, chat).
-Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tokenizer, const DataOptions& options);
+Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tokenizer,
+                        const DataOptions& options);
 
 /// Tokenizes records for classification (text [+ text_pair] → label as text).
 Dataset make_classification_dataset(const std::vector<Record>& records, const Tokenizer& tokenizer,

@@ -16,8 +16,8 @@ struct GenerationOptions {
   int64_t max_new_tokens = 128;
   /// 0 = greedy (argmax); otherwise logits are divided by it and sampled.
   double temperature = 0.0;
-  int64_t top_k = 0;      // 0 = off
-  double top_p = 1.0;     // 1 = off
+  int64_t top_k = 0;                // 0 = off
+  double top_p = 1.0;               // 1 = off
   double repetition_penalty = 1.0;  // HF semantics: divide positive / multiply negative logits
   uint64_t seed = 0;
   /// Stop ids; empty = the model's eos ids (generation_config.json, else config.json).
@@ -41,9 +41,11 @@ using TokenCallback = std::function<bool(int64_t row, int64_t token)>;
 /// one forward and decoded step by step with a KV cache. `hooks` (interventions) see every
 /// forward: the prefill, then one call per step with past > 0. `tokenizer` is needed for
 /// stop_strings only. Throws UsageError for empty prompts or invalid options.
-std::vector<GenerationResult> generate(Model& model, const std::vector<std::vector<int64_t>>& prompts,
+std::vector<GenerationResult> generate(Model& model,
+                                       const std::vector<std::vector<int64_t>>& prompts,
                                        const GenerationOptions& options, SiteHooks* hooks = nullptr,
-                                       const Tokenizer* tokenizer = nullptr, const TokenCallback& on_token = {});
+                                       const Tokenizer* tokenizer = nullptr,
+                                       const TokenCallback& on_token = {});
 
 /// Incremental detokenization for streaming: feed ids, get the newly printable text (complete
 /// UTF-8 only, decoded in context so SentencePiece spaces come out right).

@@ -21,7 +21,8 @@ enum class InterventionType {
   kLoReFT,       // h + R(Wh + b − Rᵀh)                     (pyreft LoreftIntervention)
   kNoReFT,       // h + W2ᵀ(W1h + b1 − (W2h + b2))            (NoreftIntervention)
   kDiReFT,       // h + R(Wh + b), R orthonormal             (DireftIntervention)
-  kNodiReFT,     // h + W2ᵀ(W1h + b1)                          (NodireftIntervention; the paper's DiReFT)
+  kNodiReFT,     // h + W2ᵀ(W1h + b1)                          (NodireftIntervention; the paper's
+                 // DiReFT)
   kConsReFT,     // h + R(b − Rᵀh)                            (ConsreftIntervention)
   kLoBiReFT,     // h + Rb                                    (LobireftIntervention)
   kVanilla,      // h[:k] ← s[:k]                             (pyvene VanillaIntervention)
@@ -30,16 +31,18 @@ enum class InterventionType {
   kZero,         // h[:k] ← 0
   kCollect,      // h unchanged; the rows are recorded
   kLowRankRotated,  // DII: h + R(Rᵀs − Rᵀh)               (pyvene LowRankRotatedSpaceIntervention)
-  kRotated,         // DAS: Q((Qᵀh)[k:] ∪ (Qᵀs)[:k]), Q (D, D) orthogonal (RotatedSpaceIntervention)
-  kBoundlessRotated,  // Q((1−m)∘Qᵀh + m∘Qᵀs), m a learned sigmoid boundary (BoundlessRotatedSpaceIntervention)
-  kSigmoidMask,       // (1−σ(a/τ))∘h + σ(a/τ)∘s in the original basis (SigmoidMaskIntervention)
+  kRotated,  // DAS: Q((Qᵀh)[k:] ∪ (Qᵀs)[:k]), Q (D, D) orthogonal (RotatedSpaceIntervention)
+  kBoundlessRotated,  // Q((1−m)∘Qᵀh + m∘Qᵀs), m a learned sigmoid boundary
+                      // (BoundlessRotatedSpaceIntervention)
+  kSigmoidMask,  // (1−σ(a/τ))∘h + σ(a/τ)∘s in the original basis (SigmoidMaskIntervention)
 };
 
 /// "loreft", "noreft", "direft", "nodireft", "consreft", "lobireft", "vanilla", "addition",
 /// "subtraction", "zero", "collect", "low_rank_rotated" (alias "dii"), "rotated" (alias "das"),
 /// "boundless_rotated", "sigmoid_mask".
 std::string_view intervention_type_name(InterventionType type);
-/// Parses a name above or a pyreft/pyvene class name (e.g. "LoreftIntervention"); UsageError otherwise.
+/// Parses a name above or a pyreft/pyvene class name (e.g. "LoreftIntervention"); UsageError
+/// otherwise.
 InterventionType parse_intervention_type(std::string_view name);
 /// The pyreft/pyvene class name (used when exporting to pyreft).
 std::string_view pyreft_class_name(InterventionType type);

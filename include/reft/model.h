@@ -162,7 +162,8 @@ class Model {
 /// Loads `dir` (config.json + weights; generation_config.json when present). Dispatches on
 /// config.json's architectures[0]; unknown architectures and unsupported config values are
 /// reft::Error naming the file and the field.
-std::unique_ptr<Model> load_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+std::unique_ptr<Model> load_model(const std::filesystem::path& dir,
+                                  const LoadOptions& options = {});
 
 /// The architectures load_model understands.
 std::vector<std::string> supported_architectures();

@@ -31,7 +31,8 @@ class AdamW {
 
   /// Moments and step count, for checkpoints ("exp_avg.<i>", "exp_avg_sq.<i>", "step").
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
-  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state, const std::string& where);
+  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                  const std::string& where);
 
  private:
   std::vector<torch::Tensor> params_;

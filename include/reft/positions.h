@@ -21,9 +21,9 @@ PositionPart parse_position_part(std::string_view name);
 struct PositionSpec {
   enum class Kind { kFirstLast, kAll, kExplicit };
   Kind kind = Kind::kFirstLast;
-  int64_t first = 0, last = 1;      // kFirstLast
+  int64_t first = 0, last = 1;              // kFirstLast
   std::vector<int64_t> explicit_positions;  // kExplicit
-  std::string text;                 // as given
+  std::string text;                         // as given
 
   /// Parses a spec; throws UsageError naming the spec for anything malformed.
   static PositionSpec parse(std::string_view text);
@@ -37,8 +37,8 @@ struct PositionSpec {
 
 /// pyreft.get_intervention_locations, bit for bit (including its padding of short lists with −1
 /// or last_position): for tests and for building pyreft-identical batches.
-std::vector<std::vector<int64_t>> pyreft_intervention_locations(int64_t last_position, std::string_view positions,
-                                                                bool share_weights, int64_t num_interventions,
-                                                                std::string_view pad_mode = "first");
+std::vector<std::vector<int64_t>> pyreft_intervention_locations(
+    int64_t last_position, std::string_view positions, bool share_weights,
+    int64_t num_interventions, std::string_view pad_mode = "first");
 
 }  // namespace reft

@@ -28,17 +28,20 @@ struct ReftConfig {
   std::string positions = "l1";  // PositionSpec text
   bool share_weights = false;
 
-  /// pyreft's layout for `layers` × one intervention type: with share_weights, or a spec that is not
-  /// "fN+lM" with both parts, one intervention per layer sees every position; otherwise (untied)
-  /// the list is [prefix interventions for each layer…, suffix interventions for each layer…].
-  static ReftConfig build(const std::vector<int64_t>& layers, Component component, const InterventionOptions& options,
-                          const std::string& positions, bool share_weights);
+  /// pyreft's layout for `layers` × one intervention type: with share_weights, or a spec that is
+  /// not "fN+lM" with both parts, one intervention per layer sees every position; otherwise
+  /// (untied) the list is [prefix interventions for each layer…, suffix interventions for each
+  /// layer…].
+  static ReftConfig build(const std::vector<int64_t>& layers, Component component,
+                          const InterventionOptions& options, const std::string& positions,
+                          bool share_weights);
 
   /// Reads either the expanded form written by to_json ({"representations": [...], "positions",
   /// "share_weights"}) or the compact form ({"layers": "3;9", "component", "intervention",
   /// "low_rank_dimension", "positions", "share_weights", "dropout", "act_fn", …}). Errors name
   /// `where` and the field. `num_layers` resolves "layers": "all" (−1: unknown).
-  static ReftConfig from_json(const nlohmann::json& json, const std::string& where, int64_t num_layers = -1);
+  static ReftConfig from_json(const nlohmann::json& json, const std::string& where,
+                              int64_t num_layers = -1);
   nlohmann::json to_json() const;
 
   /// Checks the config against a model: layers in range, rank ≤ hidden size, a parsable position

@@ -66,7 +66,8 @@ class ReftModel {
   /// Parameters and buffers, for saving.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   /// Loads tensors named as state() returns them; every name must match in shape.
-  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& where);
+  void load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                  const std::string& where);
 
   int64_t num_trainable_parameters() const;
   /// pyreft's print_trainable_parameters() text (two lines).

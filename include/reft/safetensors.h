@@ -66,9 +66,9 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 
 /// Parses and validates a header (the JSON text) against a data section of `data_size` bytes.
 /// Exposed for tests and tools; `where` names the file in errors.
-std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_text,
-                                                       uint64_t data_size, const std::string& where,
-                                                       std::map<std::string, std::string>* metadata);
+std::vector<SafetensorsEntry> parse_safetensors_header(
+    const std::string& json_text, uint64_t data_size, const std::string& where,
+    std::map<std::string, std::string>* metadata);
 
 /// The safetensors dtype string of a torch dtype ("F32", "BF16", …); throws for unsupported.
 std::string safetensors_dtype(torch::Dtype dtype);

@@ -38,7 +38,7 @@ struct TrainOptions {
   int64_t save_every = 0;  // checkpoint every N steps (0 = only at the end)
   int64_t eval_every = 0;  // evaluate every N steps (0 = only at the end)
   int64_t eval_max_new_tokens = 64;
-  bool eval_generate = true;  // exact match of greedy generations on the eval split
+  bool eval_generate = true;         // exact match of greedy generations on the eval split
   std::filesystem::path output_dir;  // empty: no files written
   bool resume = false;
   /// Cache the frozen layers below the lowest intervention across epochs (auto-disabled when the
@@ -61,7 +61,7 @@ struct EvalResult {
   double loss = 0;
   double exact_match = -1;  // −1 when not computed
   int64_t examples = 0;
-  nlohmann::json metrics;   // classification: accuracy, macro_f1, mcc (or pearson/spearman)
+  nlohmann::json metrics;  // classification: accuracy, macro_f1, mcc (or pearson/spearman)
 };
 
 struct TrainSummary {
@@ -85,8 +85,9 @@ struct TrainCallbacks {
 /// Writes into output_dir: the adapter (reft_config.json + interventions.safetensors),
 /// checkpoint/ (every save_every steps), metrics.jsonl, summary.json and loss.svg. A NaN/inf loss
 /// stops training with a reft::Error and leaves the last checkpoint untouched.
-TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval, const TrainOptions& options,
-                        const Tokenizer* tokenizer = nullptr, const TrainCallbacks& callbacks = {});
+TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval,
+                        const TrainOptions& options, const Tokenizer* tokenizer = nullptr,
+                        const TrainCallbacks& callbacks = {});
 
 /// Trains interventions and a classification head jointly (see classifier.h); the adapter written
 /// to output_dir holds both, with the label set.

@@ -9,13 +9,16 @@
 
 namespace reft {
 
-std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T, int64_t labelled_rows,
-                                           int64_t start_layer) {
+std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T,
+                                           int64_t labelled_rows, int64_t start_layer) {
   const auto& info = reft.base().info();
-  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads, Dh = info.head_dim;
+  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads,
+               Dh = info.head_dim;
   const double I = info.intermediate_size, V = info.vocab_size, L = info.num_layers;
-  const double linear = 2 * (D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I) * B * T;  // one layer
-  const double attention = 2 * 2 * H * Dh * (T * T) * B;  // one layer, every key (see decoder_forward_flops)
+  const double linear =
+      2 * (D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I) * B * T;  // one layer
+  const double attention =
+      2 * 2 * H * Dh * (T * T) * B;  // one layer, every key (see decoder_forward_flops)
   const double head = 2 * D * V * labelled_rows;
   const double lowest = static_cast<double>(reft.lowest_layer());
   // Interventions: a few (N, D)×(D, r) products each; counted as 4·N·D·r·2 per intervention.
@@ -30,12 +33,13 @@ std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int
 TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& o) {
   const auto& info = reft.base().info();
   TrainBenchResult r;
-  r.gemm_gflops = measure_gemm_gflops(info.dtype == torch::kBFloat16 ? torch::kFloat32 : torch::kFloat32);
+  r.gemm_gflops =
+      measure_gemm_gflops(info.dtype == torch::kBFloat16 ? torch::kFloat32 : torch::kFloat32);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const int64_t B = o.batch_size, T = o.seq_len, prompt = std::max<int64_t>(1, T / 2);
   ReftBatch batch;
-  batch.input_ids = torch::randint(std::min<int64_t>(3, info.vocab_size - 1), info.vocab_size, {B, T}, gen,
-                                   torch::kInt64);
+  batch.input_ids = torch::randint(std::min<int64_t>(3, info.vocab_size - 1), info.vocab_size,
+                                   {B, T}, gen, torch::kInt64);
   batch.attention_mask = torch::ones({B, T}, torch::kInt64);
   batch.labels = batch.input_ids.clone();
   batch.labels.narrow(1, 0, prompt).fill_(-100);

@@ -57,8 +57,10 @@ double measure_copy_gbps(int64_t bytes, double seconds) {
   return 2.0 * static_cast<double>(src.numel()) * 4 / t / 1e9;
 }
 
-double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past, int64_t logits_rows) {
-  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads, Dh = info.head_dim;
+double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past,
+                             int64_t logits_rows) {
+  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads,
+               Dh = info.head_dim;
   const double I = info.intermediate_size;
   const double linear_params = D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I;
   // Attention is counted as computed, over every key of the window (past + T per query), as PaLM
@@ -66,7 +68,8 @@ double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_
   // q·k and p·v are 2·Dh FLOPs per head and key each.
   const double keys = T * (past + T);
   const double attention = 2 * 2 * H * Dh * keys;
-  return info.num_layers * (2 * linear_params * B * T + attention * B) + 2.0 * D * info.vocab_size * logits_rows;
+  return info.num_layers * (2 * linear_params * B * T + attention * B) +
+         2.0 * D * info.vocab_size * logits_rows;
 }
 
 double decoder_step_weight_bytes(const Model& model) {
@@ -80,8 +83,9 @@ double decoder_step_weight_bytes(const Model& model) {
     bytes += static_cast<double>(t.numel()) * t.element_size();
   }
   const auto head = model.lm_head_weight();
-  const bool tied = head.defined() && std::any_of(model.parameters().begin(), model.parameters().end(),
-                                                  [&](const auto& p) { return p.second.is_same(head); });
+  const bool tied =
+      head.defined() && std::any_of(model.parameters().begin(), model.parameters().end(),
+                                    [&](const auto& p) { return p.second.is_same(head); });
   if (head.defined() && tied) bytes += static_cast<double>(head.numel()) * head.element_size();
   return bytes;
 }
@@ -94,19 +98,22 @@ GenerateBenchResult bench_generate(Model& model, const GenerateBenchOptions& opt
   torch::NoGradGuard no_grad;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(opt.seed);
   const int64_t low = std::min<int64_t>(3, info.vocab_size - 1);
-  auto ids = torch::randint(low, info.vocab_size, {opt.prefill_batch, opt.prefill_tokens}, gen, torch::kInt64);
+  auto ids = torch::randint(low, info.vocab_size, {opt.prefill_batch, opt.prefill_tokens}, gen,
+                            torch::kInt64);
 
   ForwardInput in;
   in.input_ids = ids.to(info.device);
   in.logits = LogitsMode::kLast;
   const double prefill_s = median_time([&] { model.forward(in); }, 0.0, opt.repeats);
   r.prefill_tokens_per_s = opt.prefill_batch * opt.prefill_tokens / prefill_s;
-  r.prefill_gflops = decoder_forward_flops(info, opt.prefill_batch, opt.prefill_tokens, 0, opt.prefill_batch) /
-                     prefill_s / 1e9;
+  r.prefill_gflops =
+      decoder_forward_flops(info, opt.prefill_batch, opt.prefill_tokens, 0, opt.prefill_batch) /
+      prefill_s / 1e9;
   r.prefill_mfu = r.prefill_gflops / r.gemm_gflops;
 
   auto prompt_t = torch::randint(low, info.vocab_size, {opt.decode_prompt}, gen, torch::kInt64);
-  std::vector<int64_t> prompt(prompt_t.data_ptr<int64_t>(), prompt_t.data_ptr<int64_t>() + opt.decode_prompt);
+  std::vector<int64_t> prompt(prompt_t.data_ptr<int64_t>(),
+                              prompt_t.data_ptr<int64_t>() + opt.decode_prompt);
   GenerationOptions g;
   g.max_new_tokens = opt.decode_tokens;
   g.use_model_eos = false;

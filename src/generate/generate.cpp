@@ -43,28 +43,37 @@ torch::Tensor process_logits(torch::Tensor logits, const GenerationOptions& opt,
 
 }  // namespace
 
-std::vector<GenerationResult> generate(Model& model, const std::vector<std::vector<int64_t>>& prompts,
-                                       const GenerationOptions& opt, SiteHooks* hooks, const Tokenizer* tokenizer,
-                                       const TokenCallback& on_token) {
+std::vector<GenerationResult> generate(Model& model,
+                                       const std::vector<std::vector<int64_t>>& prompts,
+                                       const GenerationOptions& opt, SiteHooks* hooks,
+                                       const Tokenizer* tokenizer, const TokenCallback& on_token) {
   const auto& info = model.info();
-  if (!info.causal) usage_fail("[generate] ", info.architecture, " is not a decoder; it cannot generate");
+  if (!info.causal)
+    usage_fail("[generate] ", info.architecture, " is not a decoder; it cannot generate");
   if (prompts.empty()) return {};
-  if (opt.max_new_tokens < 0) usage_fail("[--max-new-tokens] expected >= 0, found ", opt.max_new_tokens);
+  if (opt.max_new_tokens < 0)
+    usage_fail("[--max-new-tokens] expected >= 0, found ", opt.max_new_tokens);
   if (opt.temperature < 0) usage_fail("[--temperature] expected >= 0, found ", opt.temperature);
-  if (opt.top_p <= 0 || opt.top_p > 1) usage_fail("[--top-p] expected a value in (0, 1], found ", opt.top_p);
+  if (opt.top_p <= 0 || opt.top_p > 1)
+    usage_fail("[--top-p] expected a value in (0, 1], found ", opt.top_p);
   if (opt.top_k < 0) usage_fail("[--top-k] expected >= 0, found ", opt.top_k);
-  if (opt.repetition_penalty <= 0) usage_fail("[--repetition-penalty] expected > 0, found ", opt.repetition_penalty);
-  if (!opt.stop_strings.empty() && !tokenizer) usage_fail("[generate] stop strings need a tokenizer");
+  if (opt.repetition_penalty <= 0)
+    usage_fail("[--repetition-penalty] expected > 0, found ", opt.repetition_penalty);
+  if (!opt.stop_strings.empty() && !tokenizer)
+    usage_fail("[generate] stop strings need a tokenizer");
   std::vector<int64_t> eos = opt.eos_token_ids;
-  if (opt.use_model_eos) eos.insert(eos.end(), info.eos_token_ids.begin(), info.eos_token_ids.end());
+  if (opt.use_model_eos)
+    eos.insert(eos.end(), info.eos_token_ids.begin(), info.eos_token_ids.end());
 
   const int64_t B = static_cast<int64_t>(prompts.size());
   int64_t T = 0;
   for (size_t b = 0; b < prompts.size(); ++b) {
-    if (prompts[b].empty()) usage_fail("[generate] prompt ", b, " is empty: expected at least one token");
+    if (prompts[b].empty())
+      usage_fail("[generate] prompt ", b, " is empty: expected at least one token");
     for (int64_t id : prompts[b])
       if (id < 0 || id >= info.vocab_size)
-        usage_fail("[generate] prompt ", b, ": token id ", id, " is outside the vocabulary [0, ", info.vocab_size, ")");
+        usage_fail("[generate] prompt ", b, ": token id ", id, " is outside the vocabulary [0, ",
+                   info.vocab_size, ")");
     T = std::max<int64_t>(T, prompts[b].size());
   }
   // Left padding: every row's last prompt token sits at position T-1.
@@ -112,7 +121,8 @@ std::vector<GenerationResult> generate(Model& model, const std::vector<std::vect
         done[b] = results[b].stopped = true;
       }
       if (!done[b] && !opt.stop_strings.empty()) {
-        const std::string text = tokenizer->decode(results[b].new_ids, /*skip_special_tokens=*/true);
+        const std::string text =
+            tokenizer->decode(results[b].new_ids, /*skip_special_tokens=*/true);
         for (const auto& s : opt.stop_strings)
           if (!s.empty() && text.find(s) != std::string::npos) done[b] = results[b].stopped = true;
       }

@@ -17,7 +17,8 @@ class Addition final : public Intervention {
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override {
     auto s = broadcast_source(h, options_.constant_source ? source_ : source, "addition");
     const int64_t k = interchange_width(options_, h.size(-1));
-    return replace_leading(h, k, [&](const torch::Tensor& x) { return x + s.narrow(-1, 0, x.size(-1)); });
+    return replace_leading(h, k,
+                           [&](const torch::Tensor& x) { return x + s.narrow(-1, 0, x.size(-1)); });
   }
   bool needs_source() const override { return !options_.constant_source; }
   bool is_constant() const override { return options_.constant_source; }
@@ -28,6 +29,8 @@ class Addition final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_addition(const InterventionOptions& o) { return std::make_shared<Addition>(o); }
+std::shared_ptr<Intervention> make_addition(const InterventionOptions& o) {
+  return std::make_shared<Addition>(o);
+}
 
 }  // namespace reft

@@ -9,7 +9,8 @@
 namespace reft {
 
 BoundlessRotated::BoundlessRotated(const InterventionOptions& o) : Intervention(o) {
-  rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.embed_dim, o.orthogonal, o.dtype));
+  rotate_ =
+      register_module("rotate_layer", RotateLayer(o.embed_dim, o.embed_dim, o.orthogonal, o.dtype));
   boundary_ = register_parameter("intervention_boundaries", torch::tensor({0.5}, o.dtype));
   temperature_ = register_buffer("temperature", torch::tensor(50.0, o.dtype));
 }
@@ -18,7 +19,8 @@ torch::Tensor BoundlessRotated::mask() const {
   const int64_t d = options_.embed_dim;
   auto population = torch::arange(d, boundary_.options());
   auto upper = boundary_.clamp(1e-3, 1.0)[0] * static_cast<double>(d);
-  return torch::sigmoid(population / temperature_) * torch::sigmoid((upper - population) / temperature_);
+  return torch::sigmoid(population / temperature_) *
+         torch::sigmoid((upper - population) / temperature_);
 }
 
 torch::Tensor BoundlessRotated::forward(const torch::Tensor& h, const torch::Tensor& source) {

@@ -9,13 +9,16 @@ namespace {
 class DiReFT final : public Intervention {
  public:
   explicit DiReFT(const InterventionOptions& o) : Intervention(o), act_(act_fn_by_name(o.act_fn)) {
-    rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
-    source_ = register_module("learned_source", make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
+    rotate_ = register_module(
+        "rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
+    source_ = register_module("learned_source",
+                              make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor&) override {
     auto R = rotate_->weight();
     auto x = h.to(source_->weight.scalar_type());
-    return finish(h, torch::matmul(act_(source_->forward(x)).to(R.scalar_type()), R.t()).to(h.scalar_type()));
+    return finish(
+        h, torch::matmul(act_(source_->forward(x)).to(R.scalar_type()), R.t()).to(h.scalar_type()));
   }
   torch::Tensor rotation() const override { return rotate_->weight(); }
 
@@ -27,6 +30,8 @@ class DiReFT final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_direft(const InterventionOptions& o) { return std::make_shared<DiReFT>(o); }
+std::shared_ptr<Intervention> make_direft(const InterventionOptions& o) {
+  return std::make_shared<DiReFT>(o);
+}
 
 }  // namespace reft

@@ -21,6 +21,7 @@ torch::Tensor replace_leading(const torch::Tensor& x, int64_t k, F&& f) {
 }
 
 /// The source rows, broadcast to h's shape (a single steering vector (D) serves every row).
-torch::Tensor broadcast_source(const torch::Tensor& h, const torch::Tensor& source, const char* who);
+torch::Tensor broadcast_source(const torch::Tensor& h, const torch::Tensor& source,
+                               const char* who);
 
 }  // namespace reft

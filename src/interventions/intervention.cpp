@@ -42,15 +42,17 @@ constexpr TypeEntry kTypes[] = {
     {InterventionType::kLoBiReFT, "lobireft", "LobireftIntervention", "", make_lobireft},
     {InterventionType::kVanilla, "vanilla", "VanillaIntervention", "", make_vanilla},
     {InterventionType::kAddition, "addition", "AdditionIntervention", "", make_addition},
-    {InterventionType::kSubtraction, "subtraction", "SubtractionIntervention", "", make_subtraction},
+    {InterventionType::kSubtraction, "subtraction", "SubtractionIntervention", "",
+     make_subtraction},
     {InterventionType::kZero, "zero", "ZeroIntervention", "", make_zero},
     {InterventionType::kCollect, "collect", "CollectIntervention", "", make_collect},
-    {InterventionType::kLowRankRotated, "low_rank_rotated", "LowRankRotatedSpaceIntervention", "dii",
-     make_low_rank_rotated},
+    {InterventionType::kLowRankRotated, "low_rank_rotated", "LowRankRotatedSpaceIntervention",
+     "dii", make_low_rank_rotated},
     {InterventionType::kRotated, "rotated", "RotatedSpaceIntervention", "das", make_rotated},
-    {InterventionType::kBoundlessRotated, "boundless_rotated", "BoundlessRotatedSpaceIntervention", "boundless_das",
-     make_boundless_rotated},
-    {InterventionType::kSigmoidMask, "sigmoid_mask", "SigmoidMaskIntervention", "", make_sigmoid_mask},
+    {InterventionType::kBoundlessRotated, "boundless_rotated", "BoundlessRotatedSpaceIntervention",
+     "boundless_das", make_boundless_rotated},
+    {InterventionType::kSigmoidMask, "sigmoid_mask", "SigmoidMaskIntervention", "",
+     make_sigmoid_mask},
 };
 
 const TypeEntry& entry(InterventionType type) {
@@ -76,10 +78,12 @@ InterventionType parse_intervention_type(std::string_view name) {
   // Accept "pyvene.LowRankRotatedSpaceIntervention" and similar qualified class names.
   if (auto dot = name.rfind('.'); dot != std::string_view::npos) name = name.substr(dot + 1);
   for (const auto& e : kTypes)
-    if (name == e.name || name == e.pyreft_class || (!e.alias.empty() && name == e.alias)) return e.type;
+    if (name == e.name || name == e.pyreft_class || (!e.alias.empty() && name == e.alias))
+      return e.type;
   std::string names;
   for (const auto& e : kTypes) names += (names.empty() ? "" : ", ") + std::string(e.name);
-  usage_fail("[intervention type] expected one of ", names, " (or a pyreft class name), found '", name, "'");
+  usage_fail("[intervention type] expected one of ", names, " (or a pyreft class name), found '",
+             name, "'");
 }
 
 std::string_view orthogonal_mode_name(OrthogonalMode mode) {
@@ -100,7 +104,8 @@ ActFn act_fn_by_name(const std::string& name) {
   if (name == "silu" || name == "swish") return act_silu;
   if (name == "tanh") return act_tanh;
   if (name == "sigmoid") return act_sigmoid;
-  usage_fail("[act_fn] expected linear, relu, gelu, gelu_new, silu, tanh or sigmoid, found '", name, "'");
+  usage_fail("[act_fn] expected linear, relu, gelu, gelu_new, silu, tanh or sigmoid, found '", name,
+             "'");
 }
 
 int64_t Intervention::num_trainable_parameters() const {
@@ -118,18 +123,22 @@ torch::Tensor Intervention::finish(const torch::Tensor& h, const torch::Tensor& 
 }
 
 std::shared_ptr<Intervention> make_intervention(const InterventionOptions& o) {
-  if (o.embed_dim <= 0) usage_fail("[intervention] expected a positive embed_dim, found ", o.embed_dim);
+  if (o.embed_dim <= 0)
+    usage_fail("[intervention] expected a positive embed_dim, found ", o.embed_dim);
   const auto type = o.type;
   const bool low_rank = type == InterventionType::kLoReFT || type == InterventionType::kNoReFT ||
                         type == InterventionType::kDiReFT || type == InterventionType::kNodiReFT ||
-                        type == InterventionType::kConsReFT || type == InterventionType::kLoBiReFT ||
+                        type == InterventionType::kConsReFT ||
+                        type == InterventionType::kLoBiReFT ||
                         type == InterventionType::kLowRankRotated;
   if (low_rank && (o.low_rank_dimension < 1 || o.low_rank_dimension > o.embed_dim))
-    usage_fail("[--rank] expected low_rank_dimension in [1, ", o.embed_dim, "] (the hidden size), found ",
-               o.low_rank_dimension);
-  if (o.dropout < 0 || o.dropout >= 1) usage_fail("[--dropout] expected a value in [0, 1), found ", o.dropout);
+    usage_fail("[--rank] expected low_rank_dimension in [1, ", o.embed_dim,
+               "] (the hidden size), found ", o.low_rank_dimension);
+  if (o.dropout < 0 || o.dropout >= 1)
+    usage_fail("[--dropout] expected a value in [0, 1), found ", o.dropout);
   if (o.interchange_dim < 0 || o.interchange_dim > o.embed_dim)
-    usage_fail("[interchange_dim] expected a value in [0, ", o.embed_dim, "], found ", o.interchange_dim);
+    usage_fail("[interchange_dim] expected a value in [0, ", o.embed_dim, "], found ",
+               o.interchange_dim);
   if (o.constant_source && type != InterventionType::kAddition)
     usage_fail("[constant_source] expected the addition intervention, found ", entry(type).name);
   act_fn_by_name(o.act_fn);  // validates the name

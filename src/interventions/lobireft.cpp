@@ -9,7 +9,8 @@ namespace {
 class LoBiReFT final : public Intervention {
  public:
   explicit LoBiReFT(const InterventionOptions& o) : Intervention(o) {
-    rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
+    rotate_ = register_module(
+        "rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
     b_ = register_parameter("learned_source", torch::rand({o.low_rank_dimension}).to(o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor&) override {
@@ -27,6 +28,8 @@ class LoBiReFT final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_lobireft(const InterventionOptions& o) { return std::make_shared<LoBiReFT>(o); }
+std::shared_ptr<Intervention> make_lobireft(const InterventionOptions& o) {
+  return std::make_shared<LoBiReFT>(o);
+}
 
 }  // namespace reft

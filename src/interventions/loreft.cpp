@@ -9,11 +9,13 @@ namespace {
 class LoReFT final : public Intervention {
  public:
   explicit LoReFT(const InterventionOptions& o) : Intervention(o), act_(act_fn_by_name(o.act_fn)) {
-    rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
-    source_ = register_module("learned_source", make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
+    rotate_ = register_module(
+        "rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
+    source_ = register_module("learned_source",
+                              make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor&) override {
-    auto R = rotate_->weight();                               // (D, r)
+    auto R = rotate_->weight();  // (D, r)
     auto x = h.to(R.scalar_type());
     auto diff = act_(source_->forward(x)) - torch::matmul(x, R);  // (N, r)
     return finish(h, torch::matmul(diff, R.t()).to(h.scalar_type()));
@@ -28,6 +30,8 @@ class LoReFT final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_loreft(const InterventionOptions& o) { return std::make_shared<LoReFT>(o); }
+std::shared_ptr<Intervention> make_loreft(const InterventionOptions& o) {
+  return std::make_shared<LoReFT>(o);
+}
 
 }  // namespace reft

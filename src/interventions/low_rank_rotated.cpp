@@ -10,7 +10,8 @@ namespace {
 class LowRankRotated final : public Intervention {
  public:
   explicit LowRankRotated(const InterventionOptions& o) : Intervention(o) {
-    rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
+    rotate_ = register_module(
+        "rotate_layer", RotateLayer(o.embed_dim, o.low_rank_dimension, o.orthogonal, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override {
     auto s = broadcast_source(h, source, "low_rank_rotated");

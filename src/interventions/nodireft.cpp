@@ -8,9 +8,12 @@ namespace {
 
 class NodiReFT final : public Intervention {
  public:
-  explicit NodiReFT(const InterventionOptions& o) : Intervention(o), act_(act_fn_by_name(o.act_fn)) {
-    proj_ = register_module("proj_layer", make_linear(o.embed_dim, o.low_rank_dimension, o.add_bias, o.dtype));
-    source_ = register_module("learned_source", make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
+  explicit NodiReFT(const InterventionOptions& o)
+      : Intervention(o), act_(act_fn_by_name(o.act_fn)) {
+    proj_ = register_module("proj_layer",
+                            make_linear(o.embed_dim, o.low_rank_dimension, o.add_bias, o.dtype));
+    source_ = register_module("learned_source",
+                              make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor&) override {
     auto x = h.to(source_->weight.scalar_type());
@@ -24,6 +27,8 @@ class NodiReFT final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_nodireft(const InterventionOptions& o) { return std::make_shared<NodiReFT>(o); }
+std::shared_ptr<Intervention> make_nodireft(const InterventionOptions& o) {
+  return std::make_shared<NodiReFT>(o);
+}
 
 }  // namespace reft

@@ -9,8 +9,10 @@ namespace {
 class NoReFT final : public Intervention {
  public:
   explicit NoReFT(const InterventionOptions& o) : Intervention(o), act_(act_fn_by_name(o.act_fn)) {
-    proj_ = register_module("proj_layer", make_linear(o.embed_dim, o.low_rank_dimension, o.add_bias, o.dtype));
-    source_ = register_module("learned_source", make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
+    proj_ = register_module("proj_layer",
+                            make_linear(o.embed_dim, o.low_rank_dimension, o.add_bias, o.dtype));
+    source_ = register_module("learned_source",
+                              make_linear(o.embed_dim, o.low_rank_dimension, true, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor&) override {
     auto x = h.to(proj_->weight.scalar_type());
@@ -25,6 +27,8 @@ class NoReFT final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_noreft(const InterventionOptions& o) { return std::make_shared<NoReFT>(o); }
+std::shared_ptr<Intervention> make_noreft(const InterventionOptions& o) {
+  return std::make_shared<NoReFT>(o);
+}
 
 }  // namespace reft

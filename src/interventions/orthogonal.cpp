@@ -21,8 +21,8 @@ class ApplyReflectors : public torch::autograd::Function<ApplyReflectors> {
                                                torch::autograd::tensor_list grads) {
     auto reflectors = ctx->saved_data["reflectors"].toTensor();
     auto tau = ctx->saved_data["tau"].toTensor();
-    return {at::ormqr(reflectors, tau, grads[0].contiguous(), /*left=*/true, /*transpose=*/true), torch::Tensor(),
-            torch::Tensor()};
+    return {at::ormqr(reflectors, tau, grads[0].contiguous(), /*left=*/true, /*transpose=*/true),
+            torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -52,11 +52,13 @@ torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias, torch::Dtype d
   return linear;
 }
 
-RotateLayerImpl::RotateLayerImpl(int64_t embed_dim, int64_t rank, OrthogonalMode mode, torch::Dtype dtype)
+RotateLayerImpl::RotateLayerImpl(int64_t embed_dim, int64_t rank, OrthogonalMode mode,
+                                 torch::Dtype dtype)
     : mode_(mode) {
   torch::NoGradGuard no_grad;
   auto r0 = init_orthogonal(embed_dim, rank);  // LowRankRotateLayer's nn.init.orthogonal_
-  auto parametrizations = register_module("parametrizations", std::make_shared<torch::nn::Module>());
+  auto parametrizations =
+      register_module("parametrizations", std::make_shared<torch::nn::Module>());
   auto holder = parametrizations->register_module("weight", std::make_shared<torch::nn::Module>());
   auto base_holder = holder->register_module("0", std::make_shared<torch::nn::Module>());
   holder_ = holder.get();
@@ -65,7 +67,8 @@ RotateLayerImpl::RotateLayerImpl(int64_t embed_dim, int64_t rank, OrthogonalMode
   if (mode == OrthogonalMode::kPyreft) {
     // orthogonal()'s right_inverse with use_trivialization: complete R0 with randn columns.
     auto completion = torch::randn({embed_dim, embed_dim - rank});
-    base_ = base_holder->register_buffer("base", make_orthogonal(torch::cat({r0, completion}, -1)).to(dtype));
+    base_ = base_holder->register_buffer(
+        "base", make_orthogonal(torch::cat({r0, completion}, -1)).to(dtype));
   } else {
     auto [reflectors, tau] = torch::geqrf(r0);
     reflectors_ = base_holder->register_buffer("reflectors", reflectors.to(dtype));
@@ -81,7 +84,8 @@ torch::Tensor RotateLayerImpl::weight() const {
   auto tau = 2.0 / (1.0 + (a * a).sum(0));
   auto q = torch::linalg_householder_product(a, tau);
   q = q * original_.diagonal().detach().sign().unsqueeze(0);
-  last_ = mode_ == OrthogonalMode::kPyreft ? torch::matmul(base_, q) : ApplyReflectors::apply(q, reflectors_, tau_);
+  last_ = mode_ == OrthogonalMode::kPyreft ? torch::matmul(base_, q)
+                                           : ApplyReflectors::apply(q, reflectors_, tau_);
   return last_;
 }
 

@@ -8,8 +8,8 @@
 //            pyreft trajectories; 64 MiB per intervention at D = 4096);
 //   kLean:   r Householder reflectors (D, r) + τ (r), applied with ormqr: O(D·r) memory and time.
 // pyreft multiplies by int(diag X) instead of sign(diag X). While the diagonal is ±1 the two agree;
-// once weight decay pulls it inside (−1, 1), int() gives 0 and silently turns R into 0. sign() keeps
-// the intervention alive (and reft also exempts X from weight decay).
+// once weight decay pulls it inside (−1, 1), int() gives 0 and silently turns R into 0. sign()
+// keeps the intervention alive (and reft also exempts X from weight decay).
 
 #include <torch/torch.h>
 
@@ -37,10 +37,10 @@ class RotateLayerImpl : public torch::nn::Module {
 
  private:
   OrthogonalMode mode_;
-  torch::Tensor original_;           // X (D, r): "parametrizations.weight.original"
-  torch::Tensor base_;               // kPyreft: (D, D) "parametrizations.weight.0.base"
-  torch::Tensor reflectors_, tau_;   // kLean: (D, r), (r) "parametrizations.weight.0.reflectors/tau"
-  torch::nn::Module* holder_ = nullptr;  // "parametrizations.weight"
+  torch::Tensor original_;          // X (D, r): "parametrizations.weight.original"
+  torch::Tensor base_;              // kPyreft: (D, D) "parametrizations.weight.0.base"
+  torch::Tensor reflectors_, tau_;  // kLean: (D, r), (r) "parametrizations.weight.0.reflectors/tau"
+  torch::nn::Module* holder_ = nullptr;       // "parametrizations.weight"
   torch::nn::Module* base_holder_ = nullptr;  // "parametrizations.weight.0"
   mutable torch::Tensor last_;
 };

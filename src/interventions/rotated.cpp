@@ -12,15 +12,18 @@ namespace {
 class Rotated final : public Intervention {
  public:
   explicit Rotated(const InterventionOptions& o) : Intervention(o) {
-    rotate_ = register_module("rotate_layer", RotateLayer(o.embed_dim, o.embed_dim, o.orthogonal, o.dtype));
+    rotate_ = register_module("rotate_layer",
+                              RotateLayer(o.embed_dim, o.embed_dim, o.orthogonal, o.dtype));
   }
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override {
     auto s = broadcast_source(h, source, "rotated");
     auto Q = rotate_->weight();  // (D, D)
     auto rh = torch::matmul(h.to(Q.scalar_type()), Q);
     auto rs = torch::matmul(s.to(Q.scalar_type()), Q);
-    const int64_t k = options_.interchange_dim > 0 ? options_.interchange_dim : options_.low_rank_dimension;
-    auto mixed = replace_leading(rh, k, [&](const torch::Tensor& x) { return rs.narrow(-1, 0, x.size(-1)); });
+    const int64_t k =
+        options_.interchange_dim > 0 ? options_.interchange_dim : options_.low_rank_dimension;
+    auto mixed = replace_leading(
+        rh, k, [&](const torch::Tensor& x) { return rs.narrow(-1, 0, x.size(-1)); });
     return torch::matmul(mixed, Q.t()).to(h.scalar_type());
   }
   bool needs_source() const override { return true; }
@@ -32,6 +35,8 @@ class Rotated final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_rotated(const InterventionOptions& o) { return std::make_shared<Rotated>(o); }
+std::shared_ptr<Intervention> make_rotated(const InterventionOptions& o) {
+  return std::make_shared<Rotated>(o);
+}
 
 }  // namespace reft

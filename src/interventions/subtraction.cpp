@@ -11,7 +11,8 @@ class Subtraction final : public Intervention {
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override {
     auto s = broadcast_source(h, source, "subtraction");
     const int64_t k = interchange_width(options_, h.size(-1));
-    return replace_leading(h, k, [&](const torch::Tensor& x) { return x - s.narrow(-1, 0, x.size(-1)); });
+    return replace_leading(h, k,
+                           [&](const torch::Tensor& x) { return x - s.narrow(-1, 0, x.size(-1)); });
   }
   bool needs_source() const override { return true; }
 };

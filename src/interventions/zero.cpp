@@ -16,6 +16,8 @@ class Zero final : public Intervention {
 
 }  // namespace
 
-std::shared_ptr<Intervention> make_zero(const InterventionOptions& o) { return std::make_shared<Zero>(o); }
+std::shared_ptr<Intervention> make_zero(const InterventionOptions& o) {
+  return std::make_shared<Zero>(o);
+}
 
 }  // namespace reft

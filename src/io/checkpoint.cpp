@@ -18,9 +18,11 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   }
   if (!fs::exists(index)) {
     if (fs::exists(dir / "pytorch_model.bin") || fs::exists(dir / "pytorch_model.bin.index.json"))
-      fail("[", dir.string(), "] expected model.safetensors, found only pytorch_model.bin; convert it "
+      fail("[", dir.string(),
+           "] expected model.safetensors, found only pytorch_model.bin; convert it "
            "with transformers' save_pretrained(safe_serialization=True)");
-    fail("[", dir.string(), "] expected model.safetensors or model.safetensors.index.json, found neither");
+    fail("[", dir.string(),
+         "] expected model.safetensors or model.safetensors.index.json, found neither");
   }
   const auto json = read_json_file(index);
   const auto map = json.find("weight_map");
@@ -29,11 +31,12 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   std::map<std::string, size_t> shard_index;
   for (const auto& [name, shard] : map->items()) {
     if (!shard.is_string())
-      fail("[", index.string(), "] weight_map.", name, ": expected a file name, found ", shard.dump());
+      fail("[", index.string(), "] weight_map.", name, ": expected a file name, found ",
+           shard.dump());
     const std::string file = shard.get<std::string>();
     if (file.find('/') != std::string::npos || file == "..")
-      fail("[", index.string(), "] weight_map.", name, ": expected a file in the model folder, found '",
-           file, "'");
+      fail("[", index.string(), "] weight_map.", name,
+           ": expected a file in the model folder, found '", file, "'");
     auto [it, inserted] = shard_index.emplace(file, ckpt.files_.size());
     if (inserted) ckpt.files_.push_back(SafetensorsFile::open(dir / file));
     if (!ckpt.files_[it->second]->contains(name))
@@ -61,13 +64,15 @@ std::vector<std::string> Checkpoint::names() const {
 
 torch::Tensor Checkpoint::get(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
+  if (it == where_.end())
+    fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
   return files_[it->second]->tensor(name);
 }
 
 const SafetensorsEntry& Checkpoint::entry(const std::string& name) const {
   auto it = where_.find(name);
-  if (it == where_.end()) fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
+  if (it == where_.end())
+    fail("[", dir_.string(), "] tensor '", name, "' not found in the checkpoint");
   return *files_[it->second]->find(name);
 }
 

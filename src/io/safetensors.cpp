@@ -30,11 +30,11 @@ struct DtypeInfo {
 };
 
 const DtypeInfo kDtypes[] = {
-    {"F64", 8, torch::kFloat64}, {"F32", 4, torch::kFloat32}, {"F16", 2, torch::kFloat16},
-    {"BF16", 2, torch::kBFloat16}, {"I64", 8, torch::kInt64}, {"I32", 4, torch::kInt32},
-    {"I16", 2, torch::kInt16}, {"I8", 1, torch::kInt8}, {"U8", 1, torch::kUInt8},
-    {"BOOL", 1, torch::kBool}, {"U16", 2, std::nullopt}, {"U32", 4, std::nullopt},
-    {"U64", 8, std::nullopt}, {"F8_E4M3", 1, std::nullopt}, {"F8_E5M2", 1, std::nullopt},
+    {"F64", 8, torch::kFloat64},   {"F32", 4, torch::kFloat32},  {"F16", 2, torch::kFloat16},
+    {"BF16", 2, torch::kBFloat16}, {"I64", 8, torch::kInt64},    {"I32", 4, torch::kInt32},
+    {"I16", 2, torch::kInt16},     {"I8", 1, torch::kInt8},      {"U8", 1, torch::kUInt8},
+    {"BOOL", 1, torch::kBool},     {"U16", 2, std::nullopt},     {"U32", 4, std::nullopt},
+    {"U64", 8, std::nullopt},      {"F8_E4M3", 1, std::nullopt}, {"F8_E5M2", 1, std::nullopt},
 };
 
 const DtypeInfo* find_dtype(const std::string& name) {
@@ -56,9 +56,9 @@ bool checked_nbytes(const std::vector<int64_t>& shape, int itemsize, uint64_t* o
 
 }  // namespace
 
-std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_text,
-                                                       uint64_t data_size, const std::string& where,
-                                                       std::map<std::string, std::string>* metadata) {
+std::vector<SafetensorsEntry> parse_safetensors_header(
+    const std::string& json_text, uint64_t data_size, const std::string& where,
+    std::map<std::string, std::string>* metadata) {
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(json_text);
@@ -92,7 +92,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_t
     if (dt == value.end() || !dt->is_string()) fail(at, "expected a string 'dtype'");
     e.dtype = dt->get<std::string>();
     const DtypeInfo* info = find_dtype(e.dtype);
-    if (!info) fail(at, "expected a safetensors dtype (F32, F16, BF16, I64, …), found '", e.dtype, "'");
+    if (!info)
+      fail(at, "expected a safetensors dtype (F32, F16, BF16, I64, …), found '", e.dtype, "'");
     const auto sh = value.find("shape");
     if (sh == value.end() || !sh->is_array()) fail(at, "expected an array 'shape'");
     for (const auto& d : *sh) {
@@ -106,7 +107,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_t
       fail(at, "expected 'data_offsets' = [begin, end] of non-negative integers");
     e.begin = (*off)[0].get<uint64_t>();
     e.end = (*off)[1].get<uint64_t>();
-    if (e.begin > e.end) fail(at, "expected begin <= end, found data_offsets [", e.begin, ", ", e.end, "]");
+    if (e.begin > e.end)
+      fail(at, "expected begin <= end, found data_offsets [", e.begin, ", ", e.end, "]");
     if (e.end > data_size)
       fail(at, "expected data_offsets inside the ", data_size, "-byte data section, found end ",
            e.end, "; the file is truncated or the header lies");
@@ -118,14 +120,15 @@ std::vector<SafetensorsEntry> parse_safetensors_header(const std::string& json_t
            "), found data_offsets spanning ", e.end - e.begin);
     entries.push_back(std::move(e));
   }
-  std::sort(entries.begin(), entries.end(),
-            [](const auto& a, const auto& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.begin < b.begin || (a.begin == b.begin && a.end < b.end);
+  });
   for (size_t i = 1; i < entries.size(); ++i) {
     const auto& prev = entries[i - 1];
     const auto& cur = entries[i];
     if (cur.begin < prev.end && cur.end > cur.begin && prev.end > prev.begin)
-      fail("[", where, "] tensors '", prev.name, "' [", prev.begin, ", ", prev.end, ") and '", cur.name,
-           "' [", cur.begin, ", ", cur.end, ") overlap; the header is corrupt");
+      fail("[", where, "] tensors '", prev.name, "' [", prev.begin, ", ", prev.end, ") and '",
+           cur.name, "' [", cur.begin, ", ", cur.end, ") overlap; the header is corrupt");
   }
   return entries;
 }
@@ -167,7 +170,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
     fail("[", where, "] expected the header to start with '{'; the file is not safetensors");
   const std::string json_text(reinterpret_cast<const char*>(file->map_ + 8), header_len);
   file->data_ = file->map_ + 8 + header_len;
-  file->entries_ = parse_safetensors_header(json_text, size - 8 - header_len, where, &file->metadata_);
+  file->entries_ =
+      parse_safetensors_header(json_text, size - 8 - header_len, where, &file->metadata_);
   for (size_t i = 0; i < file->entries_.size(); ++i) file->index_[file->entries_[i].name] = i;
   return file;
 }
@@ -196,7 +200,8 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
     return out;
   }
   auto keep = shared_from_this();
-  return torch::from_blob(ptr, e->shape, [keep](void*) {}, options);
+  return torch::from_blob(
+      ptr, e->shape, [keep](void*) {}, options);
 }
 
 std::string safetensors_dtype(torch::Dtype dtype) {

@@ -14,7 +14,8 @@ namespace {
 
 // The inner loops are compiled for AVX-512, AVX2 and the baseline, picked at load time by CPU
 // features (GCC's "arch=" clones would test the CPU model, which misses AMD processors).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
 #define REFT_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define REFT_MULTIVERSION
@@ -52,7 +53,8 @@ bool fast_path(const torch::Tensor& t) {
 // waking a sleeping thread costs more than a small chunk (a stories260K step is ~2x faster
 // on one thread than with chunks of 16 rows on two).
 int64_t rows_grain(int64_t elements_per_row) {
-  return std::max<int64_t>(16, (32768 + elements_per_row - 1) / std::max<int64_t>(1, elements_per_row));
+  return std::max<int64_t>(16,
+                           (32768 + elements_per_row - 1) / std::max<int64_t>(1, elements_per_row));
 }
 int64_t tasks_grain(double flops_per_task) {
   return std::max<int64_t>(1, static_cast<int64_t>(2e6 / std::max(1.0, flops_per_task)));
@@ -69,21 +71,24 @@ REFT_MULTIVERSION float rms_row(const float* xr, const float* w, float* yr, int6
   return s;
 }
 
-void rms_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t d, double eps) {
+void rms_forward(const float* x, const float* w, float* y, float* rstd, int64_t rows, int64_t d,
+                 double eps) {
   at::parallel_for(0, rows, rows_grain(d), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) rstd[r] = rms_row(x + r * d, w, y + r * d, d, static_cast<float>(eps));
+    for (int64_t r = begin; r < end; ++r)
+      rstd[r] = rms_row(x + r * d, w, y + r * d, d, static_cast<float>(eps));
   });
 }
 
 class RmsNormFn : public torch::autograd::Function<RmsNormFn> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w, double eps) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w,
+                               double eps) {
     auto xc = x.contiguous();
     const int64_t d = xc.size(-1), rows = xc.numel() / std::max<int64_t>(d, 1);
     auto y = torch::empty_like(xc);
     auto rstd = torch::empty({rows}, xc.options());
-    rms_forward(xc.data_ptr<float>(), w.contiguous().data_ptr<float>(), y.data_ptr<float>(), rstd.data_ptr<float>(),
-                rows, d, eps);
+    rms_forward(xc.data_ptr<float>(), w.contiguous().data_ptr<float>(), y.data_ptr<float>(),
+                rstd.data_ptr<float>(), rows, d, eps);
     ctx->save_for_backward({xc, w, rstd});
     return y;
   }
@@ -122,8 +127,9 @@ class RmsNormFn : public torch::autograd::Function<RmsNormFn> {
 // y1 = x1·c1 − x2·s1, y2 = x2·c2 + x1·s2 over the two halves of Dh (HF's tables repeat per half,
 // but nothing here relies on it). sign < 0 applies the transpose (the backward).
 // One (b, t) position: every head, with the position's cos/sin.
-REFT_MULTIVERSION void rotary_position(const float* x, int64_t head_stride, int64_t H, const float* c, const float* s,
-                                       float* y, int64_t half, bool transpose) {
+REFT_MULTIVERSION void rotary_position(const float* x, int64_t head_stride, int64_t H,
+                                       const float* c, const float* s, float* y, int64_t half,
+                                       bool transpose) {
   for (int64_t h = 0; h < H; ++h) {
     const float* xi = x + h * head_stride;
     float* yo = y + h * 2 * half;
@@ -143,8 +149,8 @@ REFT_MULTIVERSION void rotary_position(const float* x, int64_t head_stride, int6
   }
 }
 
-void rotary_apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin, torch::Tensor& y,
-                  bool transpose) {
+void rotary_apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                  torch::Tensor& y, bool transpose) {
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), Dh = x.size(3), half = Dh / 2;
   const auto xs = x.strides();
   const float* xp = x.data_ptr<float>();
@@ -153,15 +159,15 @@ void rotary_apply(const torch::Tensor& x, const torch::Tensor& cos, const torch:
   float* yp = y.data_ptr<float>();
   at::parallel_for(0, B * T, rows_grain(H * Dh), [&](int64_t begin, int64_t end) {
     for (int64_t bt = begin; bt < end; ++bt)  // cos/sin are (B, T, 1, Dh) contiguous
-      rotary_position(xp + (bt / T) * xs[0] + (bt % T) * xs[1], xs[2], H, cp + bt * Dh, sp + bt * Dh,
-                      yp + bt * H * Dh, half, transpose);
+      rotary_position(xp + (bt / T) * xs[0] + (bt % T) * xs[1], xs[2], H, cp + bt * Dh,
+                      sp + bt * Dh, yp + bt * H * Dh, half, transpose);
   });
 }
 
 class RotaryFn : public torch::autograd::Function<RotaryFn> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& cos, const torch::Tensor& sin) {
     auto y = torch::empty(x.sizes(), x.options());
     rotary_apply(x, cos, sin, y, /*transpose=*/false);
     ctx->save_for_backward({cos, sin});
@@ -182,8 +188,8 @@ REFT_MULTIVERSION void swiglu_row(const float* g, const float* u, float* o, int6
   for (int64_t i = 0; i < n; ++i) o[i] = g[i] / (1.0f + fast_exp(-g[i])) * u[i];
 }
 
-REFT_MULTIVERSION void swiglu_row_backward(const float* g, const float* u, const float* d, float* dg, float* du,
-                                           int64_t n) {
+REFT_MULTIVERSION void swiglu_row_backward(const float* g, const float* u, const float* d,
+                                           float* dg, float* du, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float sig = 1.0f / (1.0f + fast_exp(-g[i]));
     dg[i] = d[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
@@ -193,7 +199,8 @@ REFT_MULTIVERSION void swiglu_row_backward(const float* g, const float* u, const
 
 class SwigluFn : public torch::autograd::Function<SwigluFn> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate, const torch::Tensor& up) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& gate,
+                               const torch::Tensor& up) {
     const int64_t I = gate.size(-1), rows = gate.numel() / std::max<int64_t>(I, 1);
     auto shape = gate.sizes().vec();
     auto y = torch::empty(shape, gate.options());
@@ -212,7 +219,8 @@ class SwigluFn : public torch::autograd::Function<SwigluFn> {
     auto gate = saved[0], up = saved[1];
     auto dy = grads[0].contiguous();
     const int64_t I = gate.size(-1), rows = gate.numel() / std::max<int64_t>(I, 1);
-    auto dg = torch::empty(gate.sizes(), gate.options()), du = torch::empty(up.sizes(), up.options());
+    auto dg = torch::empty(gate.sizes(), gate.options()),
+         du = torch::empty(up.sizes(), up.options());
     const float* gp = gate.data_ptr<float>();
     const float* upp = up.data_ptr<float>();
     const int64_t gs = gate.stride(gate.dim() - 2), us = up.stride(up.dim() - 2);
@@ -245,7 +253,8 @@ bool rows_with_unit_stride(const torch::Tensor& t) {
 class SingleThreadedBlas {
  public:
   SingleThreadedBlas() {
-    static auto set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    static auto set =
+        reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     static auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
     set_ = set;
     if (set_ && get) {
@@ -276,7 +285,8 @@ struct MaskSpec {
 
 // In place: row-wise softmax of scale·scores over the visible keys; invisible keys get 0. The
 // causal limit and the window are ranges; only a padding mask needs a per-key test.
-REFT_MULTIVERSION void softmax_range(float* row, int64_t lo, int64_t hi, const int64_t* keep, float scale) {
+REFT_MULTIVERSION void softmax_range(float* row, int64_t lo, int64_t hi, const int64_t* keep,
+                                     float scale) {
   if (!keep) {  // the common case, vectorized
     float peak = -std::numeric_limits<float>::infinity(), total = 0;
 #pragma omp simd reduction(max : peak)
@@ -326,23 +336,26 @@ void masked_softmax(float* p, int64_t T, int64_t S, int64_t b, const MaskSpec& m
 // Row-major C = α·op(A)·op(B) + β·C through the Fortran BLAS symbol libtorch already links,
 // without ATen's per-call dispatch and view creation (hundreds of small per-head products per
 // layer). Column-major BLAS sees a row-major matrix as its transpose, hence the swapped operands.
-using SgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-                         const int*, const float*, const int*, const float*, float*, const int*);
+using SgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
+                         const float*, const int*, const float*, const int*, const float*, float*,
+                         const int*);
 
-void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-          const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   static const auto sgemm = reinterpret_cast<SgemmFn>(dlsym(RTLD_DEFAULT, "sgemm_"));
   if (sgemm) {
     const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
     const int la = static_cast<int>(lda), lb = static_cast<int>(ldb), lc = static_cast<int>(ldc);
-    sgemm(trans_b ? "T" : "N", trans_a ? "T" : "N", &n, &m, &k, &alpha, B, &lb, A, &la, &beta, C, &lc);
+    sgemm(trans_b ? "T" : "N", trans_a ? "T" : "N", &n, &m, &k, &alpha, B, &lb, A, &la, &beta, C,
+          &lc);
     return;
   }
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       float acc = 0;
       for (int64_t l = 0; l < K; ++l)
-        acc += (trans_a ? A[l * lda + i] : A[i * lda + l]) * (trans_b ? B[j * ldb + l] : B[l * ldb + j]);
+        acc += (trans_a ? A[l * lda + i] : A[i * lda + l]) *
+               (trans_b ? B[j * ldb + l] : B[l * ldb + j]);
       C[i * ldc + j] = alpha * acc + (beta == 0 ? 0.0f : beta * C[i * ldc + j]);
     }
 }
@@ -378,31 +391,35 @@ bool any_visible(const MaskSpec& m, int64_t b, int64_t t) {
 class AttentionFn : public torch::autograd::Function<AttentionFn> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
-                               const torch::Tensor& v, const torch::Tensor& key_mask, double scale, bool causal,
-                               int64_t window) {
+                               const torch::Tensor& v, const torch::Tensor& key_mask, double scale,
+                               bool causal, int64_t window) {
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
     const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
     auto out = torch::empty({B, T, H, Dh}, q.options());
     auto probs = torch::empty({B, H, T, S}, q.options());
-    torch::Tensor mask = key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
+    torch::Tensor mask =
+        key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
     const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, window, causal};
     const HeadLayout l = layout_of(q, k, v);
     float* op = out.data_ptr<float>();
     float* pp = probs.data_ptr<float>();
     {
       SingleThreadedBlas single;
-      at::parallel_for(0, B * Hkv, tasks_grain(4.0 * G * T * S * Dh), [&](int64_t begin, int64_t end) {
-        for (int64_t task = begin; task < end; ++task) {
-          const int64_t b = task / Hkv, j = task % Hkv;
-          for (int64_t g = 0; g < G; ++g) {
-            const int64_t h = j * G + g;
-            float* p = pp + (b * H + h) * T * S;
-            gemm(false, true, T, S, Dh, 1.0f, l.q_head(b, h), l.qs[2], l.k_head(b, j), l.ks[2], 0.0f, p, S);
-            masked_softmax(p, T, S, b, m, static_cast<float>(scale));
-            gemm(false, false, T, Dh, S, 1.0f, p, S, l.v_head(b, j), l.vs[2], 0.0f, op + (b * T * H + h) * Dh, H * Dh);
-          }
-        }
-      });
+      at::parallel_for(0, B * Hkv, tasks_grain(4.0 * G * T * S * Dh),
+                       [&](int64_t begin, int64_t end) {
+                         for (int64_t task = begin; task < end; ++task) {
+                           const int64_t b = task / Hkv, j = task % Hkv;
+                           for (int64_t g = 0; g < G; ++g) {
+                             const int64_t h = j * G + g;
+                             float* p = pp + (b * H + h) * T * S;
+                             gemm(false, true, T, S, Dh, 1.0f, l.q_head(b, h), l.qs[2],
+                                  l.k_head(b, j), l.ks[2], 0.0f, p, S);
+                             masked_softmax(p, T, S, b, m, static_cast<float>(scale));
+                             gemm(false, false, T, Dh, S, 1.0f, p, S, l.v_head(b, j), l.vs[2], 0.0f,
+                                  op + (b * T * H + h) * Dh, H * Dh);
+                           }
+                         }
+                       });
     }
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["scale"] = scale;
@@ -419,8 +436,8 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
     const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
     const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
     const auto mask = ctx->saved_data["mask"].toTensor();
-    const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T, ctx->saved_data["window"].toInt(),
-                     ctx->saved_data["causal"].toBool()};
+    const MaskSpec m{mask.defined() ? mask.data_ptr<int64_t>() : nullptr, S, T,
+                     ctx->saved_data["window"].toInt(), ctx->saved_data["causal"].toBool()};
     auto dout = grads[0].contiguous();  // (B, T, H·Dh)
     auto dq = torch::empty({B, H, T, Dh}, q.options());
     auto dk = torch::zeros({B, Hkv, S, Dh}, q.options());
@@ -432,36 +449,39 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
     float* dkp = dk.data_ptr<float>();
     float* dvp = dv.data_ptr<float>();
     SingleThreadedBlas single;
-    at::parallel_for(0, B * Hkv, tasks_grain(8.0 * G * T * S * Dh), [&](int64_t begin, int64_t end) {
-      std::vector<float> ds(T * S);
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / Hkv, j = task % Hkv;
-        float* dkj = dkp + (b * Hkv + j) * S * Dh;
-        float* dvj = dvp + (b * Hkv + j) * S * Dh;
-        for (int64_t g = 0; g < G; ++g) {
-          const int64_t h = j * G + g;
-          const float* p = pp + (b * H + h) * T * S;
-          const float* dO = dop + (b * T * H + h) * Dh;  // (T, Dh), row stride H·Dh
-          gemm(true, false, S, Dh, T, 1.0f, p, S, dO, H * Dh, 1.0f, dvj, Dh);                   // dV += Pᵀ dO
-          gemm(false, true, T, S, Dh, 1.0f, dO, H * Dh, l.v_head(b, j), l.vs[2], 0.0f, ds.data(), S);  // dP
-          // dS = scale · P ∘ (dP − Σ_s dP∘P); rows that saw no key get none.
-          for (int64_t t = 0; t < T; ++t) {
-            float* row = ds.data() + t * S;
-            const float* pr = p + t * S;
-            if (!any_visible(m, b, t)) {
-              std::fill(row, row + S, 0.0f);
-              continue;
+    at::parallel_for(
+        0, B * Hkv, tasks_grain(8.0 * G * T * S * Dh), [&](int64_t begin, int64_t end) {
+          std::vector<float> ds(T * S);
+          for (int64_t task = begin; task < end; ++task) {
+            const int64_t b = task / Hkv, j = task % Hkv;
+            float* dkj = dkp + (b * Hkv + j) * S * Dh;
+            float* dvj = dvp + (b * Hkv + j) * S * Dh;
+            for (int64_t g = 0; g < G; ++g) {
+              const int64_t h = j * G + g;
+              const float* p = pp + (b * H + h) * T * S;
+              const float* dO = dop + (b * T * H + h) * Dh;  // (T, Dh), row stride H·Dh
+              gemm(true, false, S, Dh, T, 1.0f, p, S, dO, H * Dh, 1.0f, dvj, Dh);  // dV += Pᵀ dO
+              gemm(false, true, T, S, Dh, 1.0f, dO, H * Dh, l.v_head(b, j), l.vs[2], 0.0f,
+                   ds.data(), S);  // dP
+              // dS = scale · P ∘ (dP − Σ_s dP∘P); rows that saw no key get none.
+              for (int64_t t = 0; t < T; ++t) {
+                float* row = ds.data() + t * S;
+                const float* pr = p + t * S;
+                if (!any_visible(m, b, t)) {
+                  std::fill(row, row + S, 0.0f);
+                  continue;
+                }
+                float dot = 0;
+                for (int64_t s = 0; s < S; ++s) dot += row[s] * pr[s];
+                for (int64_t s = 0; s < S; ++s) row[s] = scale * pr[s] * (row[s] - dot);
+              }
+              gemm(false, false, T, Dh, S, 1.0f, ds.data(), S, l.k_head(b, j), l.ks[2], 0.0f,
+                   dqp + (b * H + h) * T * Dh, Dh);  // dQ = dS K
+              gemm(true, false, S, Dh, T, 1.0f, ds.data(), S, l.q_head(b, h), l.qs[2], 1.0f, dkj,
+                   Dh);  // dK += dSᵀ Q
             }
-            float dot = 0;
-            for (int64_t s = 0; s < S; ++s) dot += row[s] * pr[s];
-            for (int64_t s = 0; s < S; ++s) row[s] = scale * pr[s] * (row[s] - dot);
           }
-          gemm(false, false, T, Dh, S, 1.0f, ds.data(), S, l.k_head(b, j), l.ks[2], 0.0f,
-               dqp + (b * H + h) * T * Dh, Dh);                                                  // dQ = dS K
-          gemm(true, false, S, Dh, T, 1.0f, ds.data(), S, l.q_head(b, h), l.qs[2], 1.0f, dkj, Dh);  // dK += dSᵀ Q
-        }
-      }
-    });
+        });
     return {dq, dk, dv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
@@ -479,7 +499,8 @@ torch::Tensor mm_policy(const torch::Tensor& a, const torch::Tensor& b) {
 
 class LinearFn : public torch::autograd::Function<LinearFn> {
  public:
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& w) {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& w) {
     auto x2 = x.reshape({-1, x.size(-1)});
     auto y = mm_policy(x2, w.t());
     ctx->save_for_backward({x2, w});
@@ -493,7 +514,8 @@ class LinearFn : public torch::autograd::Function<LinearFn> {
     auto x2 = saved[0], w = saved[1];
     auto dy = grads[0].reshape({-1, w.size(0)});
     torch::Tensor dx, dw;
-    if (ctx->needs_input_grad(0)) dx = mm_policy(dy, w).view(ctx->saved_data["shape"].toIntVector());
+    if (ctx->needs_input_grad(0))
+      dx = mm_policy(dy, w).view(ctx->saved_data["shape"].toIntVector());
     if (ctx->needs_input_grad(1)) dw = mm_policy(dy.t().contiguous(), x2);
     return {dx, dw};
   }
@@ -501,18 +523,23 @@ class LinearFn : public torch::autograd::Function<LinearFn> {
 
 }  // namespace
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias) {
   if (!fast_path(x) || !fast_path(weight) || (bias.defined() && !fast_path(bias)))
-    return at::linear(x, weight, bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
+    return at::linear(x, weight,
+                      bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
   auto y = LinearFn::apply(x, weight);
   return bias.defined() ? y + bias : y;
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& key_mask, double scale, bool causal, int64_t sliding_window) {
-  if (!fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
+                        const torch::Tensor& key_mask, double scale, bool causal,
+                        int64_t sliding_window) {
+  if (!fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 || k.stride(3) != 1 ||
+      v.stride(3) != 1)
     return {};
-  return AttentionFn::apply(q, k, v, key_mask.defined() ? key_mask : torch::Tensor(), scale, causal, sliding_window);
+  return AttentionFn::apply(q, k, v, key_mask.defined() ? key_mask : torch::Tensor(), scale, causal,
+                            sliding_window);
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -525,8 +552,9 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
 }
 
 torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
-  if (!fast_path(x) || !fast_path(cos) || x.dim() != 4 || x.stride(3) != 1 || !cos.is_contiguous() ||
-      !sin.is_contiguous() || cos.size(0) != x.size(0) || cos.size(1) != x.size(1)) {
+  if (!fast_path(x) || !fast_path(cos) || x.dim() != 4 || x.stride(3) != 1 ||
+      !cos.is_contiguous() || !sin.is_contiguous() || cos.size(0) != x.size(0) ||
+      cos.size(1) != x.size(1)) {
     const int64_t half = x.size(-1) / 2;
     auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
     return x * cos + rotated * sin;
@@ -535,22 +563,24 @@ torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
 }
 
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
-  if (!fast_path(gate) || !fast_path(up) || gate.sizes() != up.sizes() || !rows_with_unit_stride(gate) ||
-      !rows_with_unit_stride(up))
+  if (!fast_path(gate) || !fast_path(up) || gate.sizes() != up.sizes() ||
+      !rows_with_unit_stride(gate) || !rows_with_unit_stride(up))
     return torch::silu(gate) * up;
   return SwigluFn::apply(gate, up);
 }
 
-torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& key_mask, double scale, int64_t sliding_window) {
-  if (torch::GradMode::is_enabled() || !fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 ||
-      k.stride(3) != 1 || v.stride(3) != 1)
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& key_mask, double scale,
+                               int64_t sliding_window) {
+  if (torch::GradMode::is_enabled() || !fast_path(q) || !fast_path(k) || !fast_path(v) ||
+      q.stride(3) != 1 || k.stride(3) != 1 || v.stride(3) != 1)
     return {};
   const int64_t B = q.size(0), H = q.size(1), T = q.size(2), Dh = q.size(3);
   const int64_t Hkv = k.size(1), S = k.size(2), G = H / Hkv;
   if (T > 4) return {};  // prefill: the GEMM path is faster
   auto out = torch::empty({B, T, H * Dh}, q.options());
-  torch::Tensor mask = key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
+  torch::Tensor mask =
+      key_mask.defined() ? key_mask.to(torch::kCPU, torch::kInt64).contiguous() : torch::Tensor();
   const int64_t* mp = mask.defined() ? mask.data_ptr<int64_t>() : nullptr;
   const float* qp = q.data_ptr<float>();
   const float* kp = k.data_ptr<float>();
@@ -568,7 +598,8 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, c
         const int64_t pos = S - T + t;  // this query's own key position
         float peak = -std::numeric_limits<float>::infinity();
         for (int64_t s = 0; s < S; ++s) {
-          const bool visible = s <= pos && (!mp || mp[b * S + s]) && (sliding_window <= 0 || s > pos - sliding_window);
+          const bool visible = s <= pos && (!mp || mp[b * S + s]) &&
+                               (sliding_window <= 0 || s > pos - sliding_window);
           if (!visible) {
             p[s] = -std::numeric_limits<float>::infinity();
             continue;

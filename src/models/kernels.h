@@ -14,7 +14,8 @@ namespace reft::kernels {
 /// on one BLAS thread: OpenBLAS's second thread makes a 400×64×344 product ~10× slower here, while
 /// large ones need both cores. The backward (dX = dY W) follows the same rule; W and b get
 /// gradients only if they require them.
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias);
 
 /// x · rsqrt(mean(x², −1) + eps) · w over the last dim (HF LlamaRMSNorm, computed in float32).
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
@@ -34,13 +35,15 @@ torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up);
 /// `sliding_window` > 0 keys older than the window. A query with no visible key attends uniformly
 /// (as HF's finite masking does). → (B, T, H·Dh), differentiable with respect to q, k and v.
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                        const torch::Tensor& key_mask, double scale, bool causal, int64_t sliding_window);
+                        const torch::Tensor& key_mask, double scale, bool causal,
+                        int64_t sliding_window);
 
 /// Attention of a few new queries against a KV cache without autograd (decode steps):
 /// q (B, H, T, Dh), k/v (B, Hkv, S, Dh) (unit stride in Dh), key_mask (B, S) or undefined,
 /// query t at key position S − T + t (causal) → (B, T, H·Dh). Returns an undefined tensor when
 /// the inputs do not suit the kernel (the caller then uses the GEMM path).
-torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               const torch::Tensor& key_mask, double scale, int64_t sliding_window);
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k,
+                               const torch::Tensor& v, const torch::Tensor& key_mask, double scale,
+                               int64_t sliding_window);
 
 }  // namespace reft::kernels

@@ -20,7 +20,8 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
   return kernels::linear(x, weight, bias);
 }
 
-Linear load_linear(const WeightBuilder& w, const std::string& name, int64_t out, int64_t in, bool bias) {
+Linear load_linear(const WeightBuilder& w, const std::string& name, int64_t out, int64_t in,
+                   bool bias) {
   Linear l;
   l.weight = w.get(name + ".weight", {out, in});
   if (bias) l.bias = w.get(name + ".bias", {out});
@@ -51,7 +52,9 @@ FusedLinear load_fused_linear(const WeightBuilder& w, const std::vector<std::str
   return f;
 }
 
-torch::Tensor RmsNorm::operator()(const torch::Tensor& x) const { return kernels::rms_norm(x, weight, eps); }
+torch::Tensor RmsNorm::operator()(const torch::Tensor& x) const {
+  return kernels::rms_norm(x, weight, eps);
+}
 
 torch::Tensor LayerNorm::operator()(const torch::Tensor& x) const {
   return torch::layer_norm(x, {x.size(-1)}, weight, bias, eps);
@@ -65,15 +68,18 @@ Rotary::Rotary(const ConfigReader& config, int64_t head_dim) {
     fail("[", config.where(), "] field 'partial_rotary_factor': expected 1.0, found ", partial,
          "; partial rotary embeddings are not supported");
   // Computed in float32 exactly as HF does: 1 / theta^(2i/d).
-  auto exponent = torch::arange(0, head_dim_, 2, torch::kInt64).to(torch::kFloat32) / static_cast<double>(head_dim_);
+  auto exponent = torch::arange(0, head_dim_, 2, torch::kInt64).to(torch::kFloat32) /
+                  static_cast<double>(head_dim_);
   inv_freq_ = torch::pow(theta, exponent).reciprocal();
 
   if (!config.has("rope_scaling")) return;
   const auto& scaling = config.json().at("rope_scaling");
   if (!scaling.is_object()) config.bad("rope_scaling", "an object or null");
   std::string type;
-  if (scaling.contains("rope_type") && scaling["rope_type"].is_string()) type = scaling["rope_type"];
-  else if (scaling.contains("type") && scaling["type"].is_string()) type = scaling["type"];
+  if (scaling.contains("rope_type") && scaling["rope_type"].is_string())
+    type = scaling["rope_type"];
+  else if (scaling.contains("type") && scaling["type"].is_string())
+    type = scaling["type"];
   ConfigReader s(scaling, config.where() + "] [rope_scaling");
   if (type == "default") return;
   if (type == "linear") {
@@ -94,7 +100,8 @@ Rotary::Rotary(const ConfigReader& config, int64_t head_dim) {
     inv_freq_ = torch::where(medium, smoothed, scaled);
     return;
   }
-  fail("[", config.where(), "] field 'rope_scaling': expected rope_type 'linear' or 'llama3', found '",
+  fail("[", config.where(),
+       "] field 'rope_scaling': expected rope_type 'linear' or 'llama3', found '",
        type.empty() ? scaling.dump() : type, "'; this scaling is not supported");
 }
 
@@ -108,7 +115,8 @@ void Rotary::grow(int64_t length, torch::Device device) {
   sin_ = emb.sin().to(device);
 }
 
-std::pair<torch::Tensor, torch::Tensor> Rotary::cos_sin(const torch::Tensor& positions, torch::Dtype dtype) {
+std::pair<torch::Tensor, torch::Tensor> Rotary::cos_sin(const torch::Tensor& positions,
+                                                        torch::Dtype dtype) {
   const int64_t max_pos = positions.numel() ? positions.max().item<int64_t>() : 0;
   grow(max_pos + 1, positions.device());
   auto flat = positions.reshape({-1});
@@ -124,7 +132,8 @@ std::pair<torch::Tensor, torch::Tensor> Rotary::cos_sin(const torch::Tensor& pos
   return {cos, sin};
 }
 
-torch::Tensor Rotary::apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor Rotary::apply(const torch::Tensor& x, const torch::Tensor& cos,
+                            const torch::Tensor& sin) {
   return kernels::rotary(x, cos, sin);
 }
 
@@ -168,8 +177,9 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   return out.view({B, H, T, Dh}).transpose(1, 2).reshape({B, T, H * Dh});
 }
 
-std::pair<torch::Tensor, torch::Tensor> cache_append(KVCache& cache, int layer, const torch::Tensor& k,
-                                                      const torch::Tensor& v, int64_t past) {
+std::pair<torch::Tensor, torch::Tensor> cache_append(KVCache& cache, int layer,
+                                                     const torch::Tensor& k, const torch::Tensor& v,
+                                                     int64_t past) {
   const int64_t T = k.size(2);
   if (past + T > cache.capacity())
     fail("[KVCache] expected at most ", cache.capacity(), " positions, found ", past + T,
@@ -198,10 +208,13 @@ torch::Tensor act_quick_gelu(const torch::Tensor& x) { return x * torch::sigmoid
 Activation activation_by_name(const std::string& name, const std::string& where) {
   if (name == "silu" || name == "swish") return act_silu;
   if (name == "gelu") return act_gelu;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return act_gelu_tanh;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast")
+    return act_gelu_tanh;
   if (name == "relu") return act_relu;
   if (name == "quick_gelu") return act_quick_gelu;
-  fail("[", where, "] expected an activation (silu, gelu, gelu_new, gelu_pytorch_tanh, relu, quick_gelu), found '",
+  fail("[", where,
+       "] expected an activation (silu, gelu, gelu_new, gelu_pytorch_tanh, relu, quick_gelu), "
+       "found '",
        name, "'");
 }
 

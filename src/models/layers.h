@@ -25,7 +25,8 @@ struct Linear {
 };
 
 /// Loads `name.weight` (out, in) and, when `bias`, `name.bias`.
-Linear load_linear(const WeightBuilder& w, const std::string& name, int64_t out, int64_t in, bool bias);
+Linear load_linear(const WeightBuilder& w, const std::string& name, int64_t out, int64_t in,
+                   bool bias);
 
 /// Several linear maps over the same input fused into one matmul (q/k/v; gate/up). The parts
 /// stay registered under their HF names as views of the fused weight, so nothing is duplicated.
@@ -56,13 +57,15 @@ class Rotary {
   /// Reads rope_theta, rope_scaling and the partial rotary factor from config.json.
   Rotary(const ConfigReader& config, int64_t head_dim);
   /// cos, sin: (B, 1, T, Dh) in `dtype` for the given positions (B, T).
-  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& positions, torch::Dtype dtype);
+  std::pair<torch::Tensor, torch::Tensor> cos_sin(const torch::Tensor& positions,
+                                                  torch::Dtype dtype);
   /// x * cos + rotate_half(x) * sin for x (B, H, T, Dh).
-  static torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin);
+  static torch::Tensor apply(const torch::Tensor& x, const torch::Tensor& cos,
+                             const torch::Tensor& sin);
 
  private:
   void grow(int64_t length, torch::Device device);
-  torch::Tensor inv_freq_;  // (Dh/2) float32
+  torch::Tensor inv_freq_;   // (Dh/2) float32
   torch::Tensor cos_, sin_;  // (capacity, Dh) float32
   int64_t head_dim_;
 };
@@ -81,8 +84,9 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 
 /// Writes k/v (B, Hkv, T, Dh) at [past, past+T) of the layer's cache tensors and returns the
 /// filled prefix [0, past+T) as views.
-std::pair<torch::Tensor, torch::Tensor> cache_append(KVCache& cache, int layer, const torch::Tensor& k,
-                                                      const torch::Tensor& v, int64_t past);
+std::pair<torch::Tensor, torch::Tensor> cache_append(KVCache& cache, int layer,
+                                                     const torch::Tensor& k, const torch::Tensor& v,
+                                                     int64_t past);
 
 /// Default positions: the number of real tokens before each position (left padding aware), offset
 /// by the real tokens already in the cache. mask (B, T) int64.

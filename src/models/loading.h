@@ -22,7 +22,8 @@ namespace reft {
 /// Typed access to config.json. Every error reads "[<dir>/config.json] field '<key>': expected …".
 class ConfigReader {
  public:
-  ConfigReader(nlohmann::json json, std::string where) : json_(std::move(json)), where_(std::move(where)) {}
+  ConfigReader(nlohmann::json json, std::string where)
+      : json_(std::move(json)), where_(std::move(where)) {}
 
   bool has(const std::string& key) const;  // present and not null
   int64_t integer(const std::string& key) const;
@@ -48,7 +49,8 @@ class ConfigReader {
 };
 
 /// Makes a weight for a name and shape instead of reading it (random models for presets/tests).
-using WeightSynthesizer = std::function<torch::Tensor(const std::string& name, const std::vector<int64_t>& shape)>;
+using WeightSynthesizer =
+    std::function<torch::Tensor(const std::string& name, const std::vector<int64_t>& shape)>;
 
 /// Everything an architecture needs to build itself.
 struct ModelSource {
@@ -104,7 +106,8 @@ class WeightBuilder {
 
 /// Fills the fields of ModelInfo every architecture shares (eos ids from generation_config.json,
 /// stored dtype, fingerprint) after the architecture has set its shapes.
-void finish_model_info(const ModelSource& source, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+void finish_model_info(const ModelSource& source,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& params,
                        ModelInfo& info);
 
 // ---- registry ----

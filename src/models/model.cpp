@@ -13,8 +13,9 @@ namespace fs = std::filesystem;
 // ---- components ----
 
 namespace {
-constexpr std::string_view kComponentNames[kNumComponents] = {
-    "block_input", "attention_input", "attention_output", "mlp_input", "mlp_output", "block_output"};
+constexpr std::string_view kComponentNames[kNumComponents] = {"block_input",      "attention_input",
+                                                              "attention_output", "mlp_input",
+                                                              "mlp_output",       "block_output"};
 }
 
 std::string_view component_name(Component component) {
@@ -24,15 +25,18 @@ std::string_view component_name(Component component) {
 Component parse_component(std::string_view name) {
   for (int i = 0; i < kNumComponents; ++i)
     if (kComponentNames[i] == name) return static_cast<Component>(i);
-  usage_fail("[component] expected one of block_input, attention_input, attention_output, mlp_input, "
-             "mlp_output, block_output, found '", name, "'");
+  usage_fail(
+      "[component] expected one of block_input, attention_input, attention_output, mlp_input, "
+      "mlp_output, block_output, found '",
+      name, "'");
 }
 
 // ---- ConfigReader ----
 
 const nlohmann::json& ConfigReader::at(const std::string& key) const {
   auto it = json_.find(key);
-  if (it == json_.end() || it->is_null()) fail("[", where_, "] field '", key, "': required but missing");
+  if (it == json_.end() || it->is_null())
+    fail("[", where_, "] field '", key, "': required but missing");
   return *it;
 }
 
@@ -50,7 +54,8 @@ bool ConfigReader::has(const std::string& key) const {
 int64_t ConfigReader::integer(const std::string& key) const {
   const auto& v = at(key);
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) return static_cast<int64_t>(v.get<double>());
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+    return static_cast<int64_t>(v.get<double>());
   bad(key, "an integer");
 }
 
@@ -116,10 +121,14 @@ WeightBuilder::WeightBuilder(const ModelSource& source)
   state_->source = &source;
 }
 
-WeightBuilder WeightBuilder::sub(const std::string& prefix) const { return {state_, prefix_ + prefix}; }
+WeightBuilder WeightBuilder::sub(const std::string& prefix) const {
+  return {state_, prefix_ + prefix};
+}
 
 torch::TensorOptions WeightBuilder::options() const {
-  return torch::TensorOptions().dtype(state_->source->options.dtype).device(state_->source->options.device);
+  return torch::TensorOptions()
+      .dtype(state_->source->options.dtype)
+      .device(state_->source->options.device);
 }
 
 bool WeightBuilder::contains(const std::string& name) const {
@@ -140,7 +149,8 @@ void WeightBuilder::register_parameter(const std::string& name, const torch::Ten
   state_->params.emplace_back(full, t);
 }
 
-torch::Tensor WeightBuilder::get_optional(const std::string& name, std::vector<int64_t> shape) const {
+torch::Tensor WeightBuilder::get_optional(const std::string& name,
+                                          std::vector<int64_t> shape) const {
   if (!contains(name)) return {};
   return get(name, std::move(shape));
 }
@@ -154,15 +164,18 @@ torch::Tensor WeightBuilder::get(const std::string& name, std::vector<int64_t> s
   }
   const auto& ckpt = *state_->source->checkpoint;
   if (!ckpt.contains(full))
-    fail("[", ckpt.dir().string(), "] expected tensor '", full, "' of shape ", c10::IntArrayRef(shape),
+    fail("[", ckpt.dir().string(), "] expected tensor '", full, "' of shape ",
+         c10::IntArrayRef(shape),
          ", found none; the checkpoint does not match config.json's architecture");
   const auto& entry = ckpt.entry(full);
   if (entry.shape != shape)
-    fail("[", ckpt.dir().string(), "] tensor '", full, "': expected shape ", c10::IntArrayRef(shape),
-         ", found ", c10::IntArrayRef(entry.shape), "; config.json and the weights disagree");
+    fail("[", ckpt.dir().string(), "] tensor '", full, "': expected shape ",
+         c10::IntArrayRef(shape), ", found ", c10::IntArrayRef(entry.shape),
+         "; config.json and the weights disagree");
   auto t = ckpt.get(full);
   if (!t.is_floating_point())
-    fail("[", ckpt.dir().string(), "] tensor '", full, "': expected a floating dtype, found ", entry.dtype);
+    fail("[", ckpt.dir().string(), "] tensor '", full, "': expected a floating dtype, found ",
+         entry.dtype);
   const auto opts = options();
   if (t.scalar_type() != opts.dtype().toScalarType() || t.device() != opts.device()) t = t.to(opts);
   state_->used.insert(full);
@@ -177,10 +190,12 @@ std::vector<std::pair<std::string, torch::Tensor>> WeightBuilder::finish() const
       if (!state_->used.count(name)) unexpected.push_back(name);
   if (!unexpected.empty()) {
     std::string list;
-    for (size_t i = 0; i < unexpected.size() && i < 5; ++i) list += (i ? ", '" : "'") + unexpected[i] + "'";
+    for (size_t i = 0; i < unexpected.size() && i < 5; ++i)
+      list += (i ? ", '" : "'") + unexpected[i] + "'";
     if (unexpected.size() > 5) list += str(" and ", unexpected.size() - 5, " more");
-    fail("[", state_->source->checkpoint->dir().string(), "] unexpected tensor", unexpected.size() > 1 ? "s " : " ",
-         list, " not used by ", state_->source->config.json()["architectures"][0].get<std::string>(),
+    fail("[", state_->source->checkpoint->dir().string(), "] unexpected tensor",
+         unexpected.size() > 1 ? "s " : " ", list, " not used by ",
+         state_->source->config.json()["architectures"][0].get<std::string>(),
          "; the checkpoint does not match config.json");
   }
   for (auto& [name, t] : state_->params) t.set_requires_grad(false);
@@ -228,7 +243,8 @@ std::string fingerprint_checkpoint(const Checkpoint& ckpt) {
 
 }  // namespace
 
-void finish_model_info(const ModelSource& source, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+void finish_model_info(const ModelSource& source,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& params,
                        ModelInfo& info) {
   const auto& cfg = source.config;
   info.architecture = cfg.json()["architectures"][0].get<std::string>();
@@ -248,7 +264,8 @@ void finish_model_info(const ModelSource& source, const std::vector<std::pair<st
   info.device = source.options.device;
   if (!source.checkpoint) return;
   std::set<std::string> dtypes;
-  for (const auto& name : source.checkpoint->names()) dtypes.insert(source.checkpoint->entry(name).dtype);
+  for (const auto& name : source.checkpoint->names())
+    dtypes.insert(source.checkpoint->entry(name).dtype);
   for (const auto& d : dtypes) info.stored_dtype += (info.stored_dtype.empty() ? "" : "+") + d;
   info.fingerprint = fingerprint_checkpoint(*source.checkpoint);
 }
@@ -270,7 +287,8 @@ KVCache Model::new_cache(int64_t batch, int64_t capacity) const {
   auto opts = torch::TensorOptions().dtype(info_.dtype).device(info_.device);
   for (int64_t l = 0; l < info_.num_layers; ++l) {
     cache.keys.push_back(torch::empty({batch, info_.num_kv_heads, capacity, info_.head_dim}, opts));
-    cache.values.push_back(torch::empty({batch, info_.num_kv_heads, capacity, info_.head_dim}, opts));
+    cache.values.push_back(
+        torch::empty({batch, info_.num_kv_heads, capacity, info_.head_dim}, opts));
   }
   cache.mask = torch::empty({batch, 0}, opts.dtype(torch::kInt64));
   return cache;
@@ -284,24 +302,32 @@ std::unique_ptr<Model> load_model(const fs::path& dir, const LoadOptions& option
     fail("[", dir.string(), "] expected a model directory, found a file");
   }
   const fs::path config_path = dir / "config.json";
-  if (!fs::exists(config_path)) fail("[", config_path.string(), "] file not found; not a HuggingFace model folder");
+  if (!fs::exists(config_path))
+    fail("[", config_path.string(), "] file not found; not a HuggingFace model folder");
   auto json = read_json_file(config_path);
-  if (!json.is_object()) fail("[", config_path.string(), "] expected a JSON object, found ", json.type_name());
+  if (!json.is_object())
+    fail("[", config_path.string(), "] expected a JSON object, found ", json.type_name());
   auto archs = json.find("architectures");
   if (archs == json.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
-    fail("[", config_path.string(), "] field 'architectures': expected a list with the model class name, found ",
+    fail("[", config_path.string(),
+         "] field 'architectures': expected a list with the model class name, found ",
          archs == json.end() ? "nothing" : archs->dump());
   std::optional<ConfigReader> generation;
   const fs::path gen_path = dir / "generation_config.json";
   if (fs::exists(gen_path)) {
     auto g = read_json_file(gen_path);
-    if (!g.is_object()) fail("[", gen_path.string(), "] expected a JSON object, found ", g.type_name());
+    if (!g.is_object())
+      fail("[", gen_path.string(), "] expected a JSON object, found ", g.type_name());
     generation.emplace(std::move(g), gen_path.string());
   }
   if (!torch::isFloatingType(options.dtype)) usage_fail("[--dtype] expected a floating dtype");
   // Check the architecture before touching the weights: an unknown one is the likelier mistake.
-  ModelSource source{dir, ConfigReader(std::move(json), config_path.string()), std::move(generation),
-                     std::nullopt, options, {}};
+  ModelSource source{dir,
+                     ConfigReader(std::move(json), config_path.string()),
+                     std::move(generation),
+                     std::nullopt,
+                     options,
+                     {}};
   architecture_loader(source.config);
   source.checkpoint = Checkpoint::open(dir);
   return build_model(source);
@@ -315,7 +341,8 @@ ArchitectureLoader architecture_loader(const ConfigReader& config) {
     if (arch == entry.name) loader = entry.load;
   if (!loader) {
     std::string known;
-    for (const auto& entry : architecture_registry()) known += (known.empty() ? "" : ", ") + std::string(entry.name);
+    for (const auto& entry : architecture_registry())
+      known += (known.empty() ? "" : ", ") + std::string(entry.name);
     fail("[", config.where(), "] field 'architectures': expected one of ", known, ", found '", arch,
          "'; this architecture is not supported");
   }

@@ -13,7 +13,8 @@ namespace fs = std::filesystem;
 
 const std::string& builtin_corpus() {
   // Written for reft: plain short stories, so that the tiny preset's tokenizer learns real words.
-  static const std::string text = R"(Once upon a time, there was a little girl named Lily. She loved to play in the park with her red ball.
+  static const std::string text =
+      R"(Once upon a time, there was a little girl named Lily. She loved to play in the park with her red ball.
 One day, Lily saw a big dog near the tree. The dog was sad because it had lost its bone. Lily said, "Do not be sad. I will help you find it."
 They looked under the bench and behind the flowers. At last, Lily found the bone in the sand. The dog wagged its tail and licked her hand. Lily smiled and said, "Now we are friends."
 Tom had a small boat. Every morning he took the boat to the lake with his dad. They watched the ducks swim and the fish jump.
@@ -103,10 +104,11 @@ namespace {
 bool is_norm_weight(const std::string& name) {
   const auto ends = [&](const char* s) {
     const std::string suffix(s);
-    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  return ends("norm.weight") || ends("layernorm.weight") || ends("LayerNorm.weight") || ends("ln_1.weight") ||
-         ends("ln_2.weight") || ends("ln_f.weight");
+  return ends("norm.weight") || ends("layernorm.weight") || ends("LayerNorm.weight") ||
+         ends("ln_1.weight") || ends("ln_2.weight") || ends("ln_f.weight");
 }
 
 }  // namespace
@@ -119,7 +121,8 @@ void write_random_model(const fs::path& dir, const nlohmann::json& config, uint6
   ModelSource source{dir, reader, std::nullopt, std::nullopt, LoadOptions{}, {}};
   source.synthesize = [&](const std::string& name, const std::vector<int64_t>& shape) {
     const std::string suffix = ".bias";
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
       return torch::zeros(shape);
     if (is_norm_weight(name)) return torch::ones(shape);
     return torch::normal(0.0, std_dev, shape, gen);
@@ -128,15 +131,17 @@ void write_random_model(const fs::path& dir, const nlohmann::json& config, uint6
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
   for (const auto& [name, t] : model->parameters()) tensors.emplace_back(name, t.contiguous());
   save_safetensors(dir / "model.safetensors", tensors, {{"format", "pt"}});
-  write_file_atomically(dir / "config.json", [&](std::ostream& out) { out << config.dump(2) << "\n"; });
+  write_file_atomically(dir / "config.json",
+                        [&](std::ostream& out) { out << config.dump(2) << "\n"; });
 }
 
 void write_preset_model(const std::string& preset, const fs::path& dir, uint64_t seed) {
   const auto config = preset_config(preset);
   write_random_model(dir, config, seed);
-  const nlohmann::json generation = {{"bos_token_id", kBuiltBosId}, {"eos_token_id", kBuiltEosId},
-                                     {"pad_token_id", kBuiltPadId}};
-  write_file_atomically(dir / "generation_config.json", [&](std::ostream& out) { out << generation.dump(2) << "\n"; });
+  const nlohmann::json generation = {
+      {"bos_token_id", kBuiltBosId}, {"eos_token_id", kBuiltEosId}, {"pad_token_id", kBuiltPadId}};
+  write_file_atomically(dir / "generation_config.json",
+                        [&](std::ostream& out) { out << generation.dump(2) << "\n"; });
   write_byte_level_bpe_tokenizer(dir, builtin_corpus(), config["vocab_size"].get<int>());
 }
 

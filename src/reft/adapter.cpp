@@ -53,7 +53,8 @@ void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta&
   fs::create_directories(dir);
   save_safetensors(dir / kTensorFile, tensors, {{"format", "reft"}});
   config["tensors_checksum"] = file_checksum(dir / kTensorFile);
-  write_file_atomically(dir / kConfigFile, [&](std::ostream& out) { out << config.dump(2) << "\n"; });
+  write_file_atomically(dir / kConfigFile,
+                        [&](std::ostream& out) { out << config.dump(2) << "\n"; });
 }
 
 nlohmann::json read_adapter_config(const fs::path& dir) {
@@ -61,7 +62,8 @@ nlohmann::json read_adapter_config(const fs::path& dir) {
   const fs::path path = dir / kConfigFile;
   if (!fs::exists(path)) {
     if (fs::exists(dir / "config.json"))
-      fail("[", dir.string(), "] this looks like a pyreft adapter (config.json + intkey_*.bin); convert it with "
+      fail("[", dir.string(),
+           "] this looks like a pyreft adapter (config.json + intkey_*.bin); convert it with "
            "reft convert --from pyreft");
     fail("[", path.string(), "] file not found; not a reft adapter directory");
   }
@@ -69,8 +71,8 @@ nlohmann::json read_adapter_config(const fs::path& dir) {
   if (!j.is_object() || j.value("format", "") != "reft-adapter")
     fail("[", path.string(), "] expected \"format\": \"reft-adapter\"");
   if (j.value("version", 0) > kFormatVersion)
-    fail("[", path.string(), "] adapter format version ", j.value("version", 0), " is newer than this reft (",
-         kFormatVersion, ")");
+    fail("[", path.string(), "] adapter format version ", j.value("version", 0),
+         " is newer than this reft (", kFormatVersion, ")");
   return j;
 }
 
@@ -82,10 +84,12 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   const bool same_shape = bm.value("hidden_size", -1) == info.hidden_size &&
                           bm.value("num_layers", -1) == info.num_layers;
   const std::string fp = bm.value("fingerprint", "");
-  if (!same_shape || (!allow_base_mismatch && !fp.empty() && !info.fingerprint.empty() && fp != info.fingerprint))
-    fail("[", where, "] expected the base model this adapter was trained on (", bm.value("architecture", "?"),
-         ", hidden ", bm.value("hidden_size", -1), ", ", bm.value("num_layers", -1), " layers, fingerprint ", fp,
-         "), found ", info.architecture, ", hidden ", info.hidden_size, ", ", info.num_layers, " layers, fingerprint ",
+  if (!same_shape ||
+      (!allow_base_mismatch && !fp.empty() && !info.fingerprint.empty() && fp != info.fingerprint))
+    fail("[", where, "] expected the base model this adapter was trained on (",
+         bm.value("architecture", "?"), ", hidden ", bm.value("hidden_size", -1), ", ",
+         bm.value("num_layers", -1), " layers, fingerprint ", fp, "), found ", info.architecture,
+         ", hidden ", info.hidden_size, ", ", info.num_layers, " layers, fingerprint ",
          info.fingerprint, same_shape ? "; pass --allow-base-mismatch to load it anyway" : "");
   auto config = ReftConfig::from_json(j.at("reft"), where, info.num_layers);
   LoadedAdapter out;
@@ -103,8 +107,10 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   for (const auto& [name, t] : out.reft->state()) own.insert(name);
   std::vector<std::pair<std::string, torch::Tensor>> mine;
   for (const auto& e : file->entries()) {
-    if (own.count(e.name)) mine.emplace_back(e.name, file->tensor(e.name));
-    else out.extra_tensors.emplace_back(e.name, file->tensor(e.name).clone());
+    if (own.count(e.name))
+      mine.emplace_back(e.name, file->tensor(e.name));
+    else
+      out.extra_tensors.emplace_back(e.name, file->tensor(e.name).clone());
   }
   out.reft->load_state(mine, tensor_path.string());
   return out;

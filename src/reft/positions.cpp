@@ -10,9 +10,12 @@ namespace reft {
 
 std::string_view position_part_name(PositionPart part) {
   switch (part) {
-    case PositionPart::kAll: return "all";
-    case PositionPart::kPrefix: return "prefix";
-    case PositionPart::kSuffix: return "suffix";
+    case PositionPart::kAll:
+      return "all";
+    case PositionPart::kPrefix:
+      return "prefix";
+    case PositionPart::kSuffix:
+      return "suffix";
   }
   return "all";
 }
@@ -38,7 +41,8 @@ PositionSpec PositionSpec::parse(std::string_view text) {
   PositionSpec spec;
   spec.text = std::string(text);
   const auto bad = [&](const std::string& why) {
-    usage_fail("[--position] expected fN+lM, fN, lM, all or a list like 0,3,-1, found '", text, "'", why);
+    usage_fail("[--position] expected fN+lM, fN, lM, all or a list like 0,3,-1, found '", text, "'",
+               why);
   };
   if (text == "all") {
     spec.kind = Kind::kAll;
@@ -52,7 +56,8 @@ PositionSpec PositionSpec::parse(std::string_view text) {
     size_t start = 0;
     while (start <= text.size()) {
       const size_t plus = text.find('+', start);
-      const std::string_view part = text.substr(start, plus == std::string_view::npos ? std::string_view::npos : plus - start);
+      const std::string_view part = text.substr(
+          start, plus == std::string_view::npos ? std::string_view::npos : plus - start);
       int64_t n = 0;
       if (part.size() < 2 || !parse_int(part.substr(1), n) || n < 0) bad("");
       if (part[0] == 'f' && !seen_f) {
@@ -74,7 +79,8 @@ PositionSpec PositionSpec::parse(std::string_view text) {
   size_t start = 0;
   while (start <= text.size()) {
     const size_t comma = text.find(',', start);
-    std::string_view part = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    std::string_view part = text.substr(
+        start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     int64_t n = 0;
@@ -97,7 +103,8 @@ std::vector<int64_t> PositionSpec::resolve(int64_t n, PositionPart part) const {
       for (int64_t p : explicit_positions) {
         const int64_t q = p < 0 ? n + p : p;
         if (q < 0 || q >= n)
-          usage_fail("[--position] position ", p, " of '", text, "' is outside a prompt of ", n, " tokens");
+          usage_fail("[--position] position ", p, " of '", text, "' is outside a prompt of ", n,
+                     " tokens");
         out.push_back(q);
       }
       return out;
@@ -113,8 +120,10 @@ std::vector<int64_t> PositionSpec::resolve(int64_t n, PositionPart part) const {
   return out;
 }
 
-std::vector<std::vector<int64_t>> pyreft_intervention_locations(int64_t last_position, std::string_view positions,
-                                                                bool share_weights, int64_t num_interventions,
+std::vector<std::vector<int64_t>> pyreft_intervention_locations(int64_t last_position,
+                                                                std::string_view positions,
+                                                                bool share_weights,
+                                                                int64_t num_interventions,
                                                                 std::string_view pad_mode) {
   const auto spec = PositionSpec::parse(positions);
   if (spec.kind != PositionSpec::Kind::kFirstLast)

@@ -174,7 +174,8 @@ std::vector<std::string> write_files(const ReftConfig& config, const std::vector
     const auto& rep = config.representations[i];
     const auto& o = ivs[i]->options();
     if (o.constant_source)
-      usage_fail("[pyreft export] ", keys[i], ": an addition with a stored source (a steering vector) has no pyreft "
+      usage_fail("[pyreft export] ", keys[i],
+                 ": an addition with a stored source (a steering vector) has no pyreft "
                  "form; reft adapters keep it");
     // [layer, component, unit, max_number_of_units, low_rank_dimension, intervention_type,
     // intervention,

@@ -8,13 +8,15 @@
 namespace reft {
 
 ReftConfig ReftConfig::build(const std::vector<int64_t>& layers, Component component,
-                             const InterventionOptions& options, const std::string& positions, bool share_weights) {
+                             const InterventionOptions& options, const std::string& positions,
+                             bool share_weights) {
   ReftConfig config;
   config.positions = positions;
   config.share_weights = share_weights;
   const auto spec = PositionSpec::parse(positions);
   const auto add = [&](PositionPart part) {
-    for (int64_t layer : layers) config.representations.push_back({layer, component, options, part});
+    for (int64_t layer : layers)
+      config.representations.push_back({layer, component, options, part});
   };
   if (share_weights || !spec.splits()) {
     add(PositionPart::kAll);
@@ -28,7 +30,8 @@ ReftConfig ReftConfig::build(const std::vector<int64_t>& layers, Component compo
 std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
   std::vector<int64_t> out;
   const auto bad = [&](const std::string& why) {
-    usage_fail("[--layers] expected layer indices like \"3;9\", \"0-4\" or all, found '", spec, "'", why);
+    usage_fail("[--layers] expected layer indices like \"3;9\", \"0-4\" or all, found '", spec, "'",
+               why);
   };
   if (spec == "all") {
     for (int64_t l = 0; l < num_layers; ++l) out.push_back(l);
@@ -37,7 +40,8 @@ std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
   size_t start = 0;
   while (start <= spec.size()) {
     size_t end = spec.find_first_of(";,", start);
-    std::string_view part = spec.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    std::string_view part =
+        spec.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
     while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
     while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
     const auto parse = [&](std::string_view s) {
@@ -59,21 +63,23 @@ std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
   }
   for (int64_t l : out)
     if (l < 0 || l >= num_layers)
-      usage_fail("[--layers] layer ", l, " is out of range: the model has ", num_layers, " layers (0..",
-                 num_layers - 1, ")");
+      usage_fail("[--layers] layer ", l, " is out of range: the model has ", num_layers,
+                 " layers (0..", num_layers - 1, ")");
   return out;
 }
 
 namespace {
 
 // Intervention options shared by both JSON forms.
-InterventionOptions read_options(const nlohmann::json& j, const std::string& where, InterventionOptions o) {
+InterventionOptions read_options(const nlohmann::json& j, const std::string& where,
+                                 InterventionOptions o) {
   const auto get = [&](const char* key) -> const nlohmann::json* {
     auto it = j.find(key);
     return it == j.end() || it->is_null() ? nullptr : &*it;
   };
   const auto need = [&](bool ok, const char* key, const char* what) {
-    if (!ok) usage_fail("[", where, "] field '", key, "': expected ", what, ", found ", j.at(key).dump());
+    if (!ok)
+      usage_fail("[", where, "] field '", key, "': expected ", what, ", found ", j.at(key).dump());
   };
   if (auto v = get("intervention") ? get("intervention") : get("type")) {
     need(v->is_string(), v == get("type") ? "type" : "intervention", "an intervention type name");
@@ -121,21 +127,26 @@ InterventionOptions read_options(const nlohmann::json& j, const std::string& whe
 Component read_component(const nlohmann::json& j, const std::string& where) {
   auto it = j.find("component");
   if (it == j.end() || it->is_null()) return Component::kBlockOutput;
-  if (!it->is_string()) usage_fail("[", where, "] field 'component': expected a string, found ", it->dump());
+  if (!it->is_string())
+    usage_fail("[", where, "] field 'component': expected a string, found ", it->dump());
   return parse_component(it->get<std::string>());
 }
 
 }  // namespace
 
-ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& where, int64_t num_layers) {
+ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& where,
+                                 int64_t num_layers) {
   if (!j.is_object()) usage_fail("[", where, "] expected a JSON object, found ", j.type_name());
   ReftConfig config;
   if (auto it = j.find("positions"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) usage_fail("[", where, "] field 'positions': expected a spec like \"f1+l1\", found ", it->dump());
+    if (!it->is_string())
+      usage_fail("[", where, "] field 'positions': expected a spec like \"f1+l1\", found ",
+                 it->dump());
     config.positions = it->get<std::string>();
   }
   if (auto it = j.find("share_weights"); it != j.end() && !it->is_null()) {
-    if (!it->is_boolean()) usage_fail("[", where, "] field 'share_weights': expected true or false, found ", it->dump());
+    if (!it->is_boolean())
+      usage_fail("[", where, "] field 'share_weights': expected true or false, found ", it->dump());
     config.share_weights = it->get<bool>();
   }
   PositionSpec::parse(config.positions);
@@ -167,7 +178,8 @@ ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& whe
   std::vector<int64_t> ids;
   if (layers->is_array()) {
     for (const auto& l : *layers) {
-      if (!l.is_number_integer()) usage_fail("[", where, "] field 'layers': expected integers, found ", l.dump());
+      if (!l.is_number_integer())
+        usage_fail("[", where, "] field 'layers': expected integers, found ", l.dump());
       ids.push_back(l.get<int64_t>());
     }
   } else if (layers->is_number_integer()) {
@@ -178,7 +190,8 @@ ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& whe
       usage_fail("[", where, "] field 'layers': \"all\" needs the model's layer count");
     ids = parse_layers(text, num_layers > 0 ? num_layers : std::numeric_limits<int32_t>::max());
   } else {
-    usage_fail("[", where, "] field 'layers': expected a list, an integer or a string like \"3;9\"");
+    usage_fail("[", where,
+               "] field 'layers': expected a list, an integer or a string like \"3;9\"");
   }
   return build(ids, read_component(j, where), defaults, config.positions, config.share_weights);
 }
@@ -210,11 +223,12 @@ void ReftConfig::validate(const ModelInfo& model) const {
   PositionSpec::parse(positions);
   for (const auto& r : representations) {
     if (r.layer < 0 || r.layer >= model.num_layers)
-      usage_fail("[--layers] layer ", r.layer, " is out of range: ", model.architecture, " has ", model.num_layers,
-                 " layers (0..", model.num_layers - 1, ")");
+      usage_fail("[--layers] layer ", r.layer, " is out of range: ", model.architecture, " has ",
+                 model.num_layers, " layers (0..", model.num_layers - 1, ")");
     const int64_t rank = r.intervention.low_rank_dimension;
     if (rank < 1 || rank > model.hidden_size)
-      usage_fail("[--rank] expected low_rank_dimension in [1, ", model.hidden_size, "] (the hidden size), found ", rank);
+      usage_fail("[--rank] expected low_rank_dimension in [1, ", model.hidden_size,
+                 "] (the hidden size), found ", rank);
   }
 }
 

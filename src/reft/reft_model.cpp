@@ -18,7 +18,8 @@ namespace reft {
 // interchange types, the source rows paired with them.
 class ReftHooks final : public SiteHooks {
  public:
-  ReftHooks(const ReftModel& owner, int64_t num_layers) : owner_(owner), by_site_(num_layers * kNumComponents) {
+  ReftHooks(const ReftModel& owner, int64_t num_layers)
+      : owner_(owner), by_site_(num_layers * kNumComponents) {
     const auto& reps = owner.config().representations;
     for (size_t i = 0; i < reps.size(); ++i)
       by_site_[reps[i].layer * kNumComponents + static_cast<int>(reps[i].component)].push_back(i);
@@ -70,7 +71,8 @@ class ReftHooks final : public SiteHooks {
 namespace {
 
 // Offsets of each row's first real token (left padding) and its real length.
-std::pair<std::vector<int64_t>, std::vector<int64_t>> row_extent(const torch::Tensor& mask, int64_t B, int64_t T) {
+std::pair<std::vector<int64_t>, std::vector<int64_t>> row_extent(const torch::Tensor& mask,
+                                                                 int64_t B, int64_t T) {
   std::vector<int64_t> offset(B, 0), length(B, T);
   if (!mask.defined()) return {offset, length};
   auto m = mask.to(torch::kCPU, torch::kInt64).contiguous();
@@ -89,20 +91,23 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> row_extent(const torch::Te
 }
 
 // Flat indices b·T + (offset_b + p) for the positions of each row.
-torch::Tensor flatten_positions(const std::vector<std::vector<int64_t>>& per_row, const std::vector<int64_t>& offset,
-                                int64_t T, torch::Device device) {
+torch::Tensor flatten_positions(const std::vector<std::vector<int64_t>>& per_row,
+                                const std::vector<int64_t>& offset, int64_t T,
+                                torch::Device device) {
   std::vector<int64_t> flat;
   for (size_t b = 0; b < per_row.size(); ++b)
     for (int64_t p : per_row[b]) {
       if (p < 0) continue;  // pyreft's pad slots
       const int64_t t = offset[b] + p;
-      if (t >= T) fail("[positions] position ", p, " of row ", b, " is beyond the sequence length ", T);
+      if (t >= T)
+        fail("[positions] position ", p, " of row ", b, " is beyond the sequence length ", T);
       flat.push_back(static_cast<int64_t>(b) * T + t);
     }
   return torch::tensor(flat, torch::kInt64).to(device);
 }
 
-std::vector<std::vector<int64_t>> rows_of(const torch::Tensor& locations, int64_t B, const std::string& what) {
+std::vector<std::vector<int64_t>> rows_of(const torch::Tensor& locations, int64_t B,
+                                          const std::string& what) {
   auto l = locations.to(torch::kCPU, torch::kInt64).contiguous();
   if (l.dim() != 2 || l.size(0) != B)
     fail("[", what, "] expected locations of shape (B=", B, ", n), found ", l.sizes());
@@ -140,7 +145,8 @@ void ReftHooks::begin_forward(const ForwardInput& input) {
 
 // ---- ReftModel ----
 
-ReftModel::ReftModel(Model& base, ReftConfig config, uint64_t seed) : base_(base), config_(std::move(config)) {
+ReftModel::ReftModel(Model& base, ReftConfig config, uint64_t seed)
+    : base_(base), config_(std::move(config)) {
   config_.validate(base.info());
   torch::manual_seed(seed);
   std::map<std::string, int> seen;
@@ -148,8 +154,8 @@ ReftModel::ReftModel(Model& base, ReftConfig config, uint64_t seed) : base_(base
     rep.intervention.embed_dim = base.info().hidden_size;
     interventions_.push_back(make_intervention(rep.intervention));
     interventions_.back()->to(base.info().device);
-    const std::string site = "layer_" + std::to_string(rep.layer) + "_comp_" + std::string(component_name(rep.component)) +
-                             "_unit_pos_nunit_1";
+    const std::string site = "layer_" + std::to_string(rep.layer) + "_comp_" +
+                             std::string(component_name(rep.component)) + "_unit_pos_nunit_1";
     keys_.push_back(site + "#" + std::to_string(seen[site]++));
   }
   hooks_ = std::make_shared<ReftHooks>(*this, base.info().num_layers);
@@ -169,20 +175,24 @@ std::vector<std::pair<std::string, torch::Tensor>> ReftModel::named_parameters()
 std::vector<std::pair<std::string, torch::Tensor>> ReftModel::state() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (size_t i = 0; i < interventions_.size(); ++i) {
-    for (const auto& p : interventions_[i]->named_parameters()) out.emplace_back(keys_[i] + "." + p.key(), p.value());
-    for (const auto& b : interventions_[i]->named_buffers()) out.emplace_back(keys_[i] + "." + b.key(), b.value());
+    for (const auto& p : interventions_[i]->named_parameters())
+      out.emplace_back(keys_[i] + "." + p.key(), p.value());
+    for (const auto& b : interventions_[i]->named_buffers())
+      out.emplace_back(keys_[i] + "." + b.key(), b.value());
   }
   return out;
 }
 
-void ReftModel::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, const std::string& where) {
+void ReftModel::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                           const std::string& where) {
   std::map<std::string, torch::Tensor> given(tensors.begin(), tensors.end());
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : state()) {
     auto it = given.find(name);
     if (it == given.end()) fail("[", where, "] expected tensor '", name, "', found none");
     if (it->second.sizes() != t.sizes())
-      fail("[", where, "] tensor '", name, "': expected shape ", t.sizes(), ", found ", it->second.sizes());
+      fail("[", where, "] tensor '", name, "': expected shape ", t.sizes(), ", found ",
+           it->second.sizes());
     t.copy_(it->second);
     given.erase(it);
   }
@@ -239,9 +249,10 @@ std::string python_float_repr(double value) {
 std::string ReftModel::trainable_parameters_summary() const {
   const int64_t trainable = num_trainable_parameters();
   const int64_t model = base_.num_parameters();
-  return "trainable intervention params: " + with_commas(trainable) + " || trainable model params: 0\n" +
-         "model params: " + with_commas(model) +
-         " || trainable%: " + python_float_repr(100.0 * static_cast<double>(trainable) / static_cast<double>(model));
+  return "trainable intervention params: " + with_commas(trainable) +
+         " || trainable model params: 0\n" + "model params: " + with_commas(model) +
+         " || trainable%: " +
+         python_float_repr(100.0 * static_cast<double>(trainable) / static_cast<double>(model));
 }
 
 void ReftModel::train(bool on) {
@@ -252,7 +263,8 @@ int64_t ReftModel::resumable_layer() const {
   const int64_t lowest = lowest_layer();
   for (const auto& r : config_.representations)
     if (r.layer == lowest && r.component != Component::kBlockOutput) return lowest;
-  return base_.info().causal ? lowest + 1 : lowest;  // block_output(lowest) fires on the resumed state
+  return base_.info().causal ? lowest + 1
+                             : lowest;  // block_output(lowest) fires on the resumed state
 }
 
 int64_t ReftModel::lowest_layer() const {
@@ -269,10 +281,11 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   const auto& reps = config_.representations;
   auto [offset, length] = row_extent(batch.attention_mask, B, T);
   if (!batch.locations.empty() && batch.locations.size() != reps.size())
-    fail("[reft forward] expected ", reps.size(), " location tensors (one per intervention), found ",
-         batch.locations.size());
+    fail("[reft forward] expected ", reps.size(),
+         " location tensors (one per intervention), found ", batch.locations.size());
   if (batch.locations.empty() && static_cast<int64_t>(batch.prompt_lengths.size()) != B)
-    fail("[reft forward] expected prompt_lengths for each of the ", B, " rows, found ", batch.prompt_lengths.size());
+    fail("[reft forward] expected prompt_lengths for each of the ", B, " rows, found ",
+         batch.prompt_lengths.size());
 
   std::vector<torch::Tensor> index(reps.size()), sources(reps.size());
   const auto spec = PositionSpec::parse(config_.positions);
@@ -282,7 +295,8 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
       per_row[i] = rows_of(batch.locations[i], B, "locations");
     } else {
       per_row[i].resize(B);
-      for (int64_t b = 0; b < B; ++b) per_row[i][b] = spec.resolve(batch.prompt_lengths[b], reps[i].part);
+      for (int64_t b = 0; b < B; ++b)
+        per_row[i][b] = spec.resolve(batch.prompt_lengths[b], reps[i].part);
     }
     index[i] = flatten_positions(per_row[i], offset, T, device);
   }
@@ -292,23 +306,28 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   for (const auto& iv : interventions_) needs_source = needs_source || iv->needs_source();
   if (needs_source) {
     if (!batch.source_input_ids.defined())
-      fail("[reft forward] interchange interventions need a source batch (source_input_ids), found none");
+      fail(
+          "[reft forward] interchange interventions need a source batch (source_input_ids), found "
+          "none");
     const auto& src = batch.source_input_ids;
     const int64_t Ts = src.size(1);
     auto [soffset, slength] = row_extent(batch.source_attention_mask, B, Ts);
     std::vector<torch::Tensor> sindex(reps.size());
     for (size_t i = 0; i < reps.size(); ++i) {
       if (!interventions_[i]->needs_source()) continue;
-      auto rows = batch.source_locations.empty() ? per_row[i] : rows_of(batch.source_locations.at(i), B, "source_locations");
+      auto rows = batch.source_locations.empty()
+                      ? per_row[i]
+                      : rows_of(batch.source_locations.at(i), B, "source_locations");
       sindex[i] = flatten_positions(rows, soffset, Ts, device);
       if (sindex[i].numel() != index[i].numel())
-        fail("[reft forward] intervention ", keys_[i], ": ", sindex[i].numel(), " source positions for ",
-             index[i].numel(), " base positions");
+        fail("[reft forward] intervention ", keys_[i], ": ", sindex[i].numel(),
+             " source positions for ", index[i].numel(), " base positions");
     }
     // Collect the source rows with a plain (unintervened) forward up to the highest site.
     class Collector final : public SiteHooks {
      public:
-      Collector(const ReftConfig& c, const std::vector<torch::Tensor>& idx) : config_(c), idx_(idx), rows_(idx.size()) {}
+      Collector(const ReftConfig& c, const std::vector<torch::Tensor>& idx)
+          : config_(c), idx_(idx), rows_(idx.size()) {}
       bool wants(int layer, Component comp) const override {
         for (size_t i = 0; i < idx_.size(); ++i)
           if (idx_[i].defined() && config_.representations[i].layer == layer &&
@@ -334,7 +353,8 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
     for (const auto& r : reps) top = std::max(top, r.layer);
     ForwardInput sin;
     sin.input_ids = src.to(device);
-    if (batch.source_attention_mask.defined()) sin.attention_mask = batch.source_attention_mask.to(device);
+    if (batch.source_attention_mask.defined())
+      sin.attention_mask = batch.source_attention_mask.to(device);
     sin.hooks = &collector;
     sin.stop_layer = static_cast<int>(top + 1);
     sin.logits = LogitsMode::kNone;
@@ -350,18 +370,20 @@ ForwardOutput ReftModel::forward(const ReftBatch& batch, const ForwardInput& opt
   ForwardInput in = options;
   if (batch.start_hidden.defined()) {
     if (batch.start_layer > resumable_layer())
-      fail("[reft forward] a cached prefix up to layer ", batch.start_layer, " skips an intervention at layer ",
-           lowest_layer());
+      fail("[reft forward] a cached prefix up to layer ", batch.start_layer,
+           " skips an intervention at layer ", lowest_layer());
     in.start_hidden = batch.start_hidden.to(device);
     in.start_layer = static_cast<int>(batch.start_layer);
   }
   in.input_ids = ids.to(device);
-  in.attention_mask = batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor();
+  in.attention_mask =
+      batch.attention_mask.defined() ? batch.attention_mask.to(device) : torch::Tensor();
   if (batch.token_type_ids.defined()) in.token_type_ids = batch.token_type_ids.to(device);
   in.cache = nullptr;
   in.hooks = hooks_.get();
   auto out = base_.forward(in);
-  hooks_->set_plan(std::vector<torch::Tensor>(reps.size()), std::vector<torch::Tensor>(reps.size()));
+  hooks_->set_plan(std::vector<torch::Tensor>(reps.size()),
+                   std::vector<torch::Tensor>(reps.size()));
   return out;
 }
 

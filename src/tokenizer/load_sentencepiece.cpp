@@ -3,7 +3,6 @@
 // not match control symbols in text), BOS/EOS come from add_bos_token / add_eos_token, and
 // `legacy: false` gets its own prefix handling.
 
-
 #include "reft/error.h"
 #include "tokenizer/loading.h"
 #include "tokenizer/models.h"

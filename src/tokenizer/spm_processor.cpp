@@ -42,8 +42,8 @@ const ShimApi& shim() {
   static ShimApi api;
   static std::once_flag once;
   std::call_once(once, [] {
-    // RTLD_DEEPBIND keeps sentencepiece on its own protobuf; AddressSanitizer refuses DEEPBIND,
-    // and sanitizer builds only use the shim in processes without libtorch, so plain LOCAL is safe.
+  // RTLD_DEEPBIND keeps sentencepiece on its own protobuf; AddressSanitizer refuses DEEPBIND,
+  // and sanitizer builds only use the shim in processes without libtorch, so plain LOCAL is safe.
 #if defined(__SANITIZE_ADDRESS__)
     const int flags = RTLD_NOW | RTLD_LOCAL;
 #else
@@ -61,7 +61,8 @@ const ShimApi& shim() {
       tried += (tried.empty() ? "" : ", ") + p.string() + " (" + dlerror() + ")";
     }
     if (!lib) {
-      api.error = "libreft_spm.so not found or not loadable (tried " + tried + "); set REFT_SPM_SHIM";
+      api.error =
+          "libreft_spm.so not found or not loadable (tried " + tried + "); set REFT_SPM_SHIM";
       return;
     }
     const auto sym = [&](auto& fn, const char* name) {
@@ -109,10 +110,12 @@ std::string SpmProcessor::IdToPiece(int id) const {
 std::vector<int> SpmProcessor::Encode(std::string_view text) const {
   std::vector<int> ids(text.size() + 16);
   char error[512] = {0};
-  long n = shim().encode(handle_, text.data(), text.size(), ids.data(), ids.size(), error, sizeof error);
+  long n =
+      shim().encode(handle_, text.data(), text.size(), ids.data(), ids.size(), error, sizeof error);
   if (n >= 0 && static_cast<size_t>(n) > ids.size()) {
     ids.resize(n);
-    n = shim().encode(handle_, text.data(), text.size(), ids.data(), ids.size(), error, sizeof error);
+    n = shim().encode(handle_, text.data(), text.size(), ids.data(), ids.size(), error,
+                      sizeof error);
   }
   if (n < 0) fail("[SentencePiece] expected to encode text, found: ", error);
   ids.resize(n);

@@ -17,9 +17,12 @@ namespace reft {
 
 std::string_view problem_type_name(ProblemType t) {
   switch (t) {
-    case ProblemType::kSingleLabel: return "single_label_classification";
-    case ProblemType::kRegression: return "regression";
-    case ProblemType::kMultiLabel: return "multi_label_classification";
+    case ProblemType::kSingleLabel:
+      return "single_label_classification";
+    case ProblemType::kRegression:
+      return "regression";
+    case ProblemType::kMultiLabel:
+      return "multi_label_classification";
   }
   return "single_label_classification";
 }
@@ -28,8 +31,11 @@ ProblemType parse_problem_type(std::string_view name) {
   if (name == "single_label_classification" || name == "single") return ProblemType::kSingleLabel;
   if (name == "regression") return ProblemType::kRegression;
   if (name == "multi_label_classification" || name == "multi") return ProblemType::kMultiLabel;
-  usage_fail("[problem type] expected single_label_classification, regression or multi_label_classification, "
-             "found '", name, "'");
+  usage_fail(
+      "[problem type] expected single_label_classification, regression or "
+      "multi_label_classification, "
+      "found '",
+      name, "'");
 }
 
 namespace {
@@ -78,7 +84,8 @@ int64_t LabelSpace::index(const std::string& label, const std::string& where) co
   std::string known;
   for (size_t i = 0; i < names.size() && i < 10; ++i) known += (i ? ", " : "") + names[i];
   if (names.size() > 10) known += ", …";
-  fail("[", where, "] unknown label '", label, "': the adapter knows ", names.size(), " labels (", known, ")");
+  fail("[", where, "] unknown label '", label, "': the adapter knows ", names.size(), " labels (",
+       known, ")");
 }
 
 nlohmann::json LabelSpace::to_json() const {
@@ -120,8 +127,10 @@ LabelSpace infer_labels(const Dataset& data, int64_t num_labels) {
   int64_t max_int = -1;
   for (const auto& v : values) {
     int64_t i;
-    if (!parse_integer(v, &i) || i < 0) ints = false;
-    else max_int = std::max(max_int, i);
+    if (!parse_integer(v, &i) || i < 0)
+      ints = false;
+    else
+      max_int = std::max(max_int, i);
   }
   if (ints) {
     const int64_t k = std::max(num_labels, max_int + 1);
@@ -131,16 +140,18 @@ LabelSpace infer_labels(const Dataset& data, int64_t num_labels) {
     s.names.assign(distinct.begin(), distinct.end());
   }
   if (num_labels > 0 && static_cast<int64_t>(s.names.size()) != num_labels)
-    usage_fail("[--num-labels] expected ", num_labels, " labels, but the data has ", s.names.size());
+    usage_fail("[--num-labels] expected ", num_labels, " labels, but the data has ",
+               s.names.size());
   if (s.names.size() < 2 && s.problem == ProblemType::kSingleLabel)
-    usage_fail("[labels] expected at least 2 distinct labels in the training data, found ", s.names.size());
+    usage_fail("[labels] expected at least 2 distinct labels in the training data, found ",
+               s.names.size());
   return s;
 }
 
 // ---- head ----
 
-ClassificationHead::ClassificationHead(Kind kind, int64_t hidden, int64_t num_labels, double dropout,
-                                       torch::Dtype dtype, double init_std)
+ClassificationHead::ClassificationHead(Kind kind, int64_t hidden, int64_t num_labels,
+                                       double dropout, torch::Dtype dtype, double init_std)
     : kind_(kind), dropout_(dropout) {
   torch::NoGradGuard no_grad;
   const auto init = [&](torch::nn::Linear& l) {
@@ -149,7 +160,8 @@ ClassificationHead::ClassificationHead(Kind kind, int64_t hidden, int64_t num_la
     l->to(dtype);
   };
   if (kind == Kind::kScore) {
-    out_ = register_module("score", torch::nn::Linear(torch::nn::LinearOptions(hidden, num_labels).bias(false)));
+    out_ = register_module(
+        "score", torch::nn::Linear(torch::nn::LinearOptions(hidden, num_labels).bias(false)));
     init(out_);
     return;
   }
@@ -157,16 +169,20 @@ ClassificationHead::ClassificationHead(Kind kind, int64_t hidden, int64_t num_la
   // pooler.dense / classifier.
   const bool roberta = kind == Kind::kRobertaStyle;
   dense_ = register_module(roberta ? "dense" : "pooler", torch::nn::Linear(hidden, hidden));
-  out_ = register_module(roberta ? "out_proj" : "classifier", torch::nn::Linear(hidden, num_labels));
+  out_ =
+      register_module(roberta ? "out_proj" : "classifier", torch::nn::Linear(hidden, num_labels));
   init(dense_);
   init(out_);
 }
 
 torch::Tensor ClassificationHead::forward(const torch::Tensor& pooled) {
   auto x = pooled.to(out_->weight.scalar_type());
-  const auto drop = [&](const torch::Tensor& t) { return dropout_ > 0 ? torch::dropout(t, dropout_, is_training()) : t; };
+  const auto drop = [&](const torch::Tensor& t) {
+    return dropout_ > 0 ? torch::dropout(t, dropout_, is_training()) : t;
+  };
   if (kind_ == Kind::kScore) return out_->forward(x);
-  if (kind_ == Kind::kRobertaStyle) return out_->forward(drop(torch::tanh(dense_->forward(drop(x)))));
+  if (kind_ == Kind::kRobertaStyle)
+    return out_->forward(drop(torch::tanh(dense_->forward(drop(x)))));
   return out_->forward(drop(torch::tanh(dense_->forward(x))));  // BERT: pooler, dropout, classifier
 }
 
@@ -183,14 +199,16 @@ torch::Tensor find_param(const Model& model, std::initializer_list<const char*> 
 
 }  // namespace
 
-ReftClassifier::ReftClassifier(ReftModel& reft, LabelSpace labels, double head_dropout, uint64_t seed)
+ReftClassifier::ReftClassifier(ReftModel& reft, LabelSpace labels, double head_dropout,
+                               uint64_t seed)
     : reft_(reft), labels_(std::move(labels)) {
   const auto& base = reft.base();
   const auto& info = base.info();
   const int64_t D = info.hidden_size, K = labels_.num_labels();
   torch::manual_seed(seed + 7919);
-  const auto dtype = reft.config().representations.empty() ? torch::kFloat32
-                                                            : reft.config().representations[0].intervention.dtype;
+  const auto dtype = reft.config().representations.empty()
+                         ? torch::kFloat32
+                         : reft.config().representations[0].intervention.dtype;
   auto roberta_dense = find_param(base, {"classifier.dense.weight"});
   auto bert_pooler = find_param(base, {"bert.pooler.dense.weight", "pooler.dense.weight"});
   auto bert_classifier = find_param(base, {"classifier.weight"});
@@ -198,9 +216,11 @@ ReftClassifier::ReftClassifier(ReftModel& reft, LabelSpace labels, double head_d
   // BERT classifies through its pooler; RoBERTa's head ignores the pooler a bare RobertaModel has.
   const bool roberta_family = info.model_type.find("roberta") != std::string::npos;
   Kind kind = info.causal ? Kind::kScore
-                          : (!roberta_family && bert_pooler.defined() ? Kind::kBertStyle : Kind::kRobertaStyle);
+                          : (!roberta_family && bert_pooler.defined() ? Kind::kBertStyle
+                                                                      : Kind::kRobertaStyle);
   if (info.kind == ModelKind::kSequenceClassification && info.num_labels != K)
-    usage_fail("[num_labels] the model's classifier has ", info.num_labels, " labels, the data has ", K,
+    usage_fail("[num_labels] the model's classifier has ", info.num_labels,
+               " labels, the data has ", K,
                "; use a base model without a classification head or matching labels");
   head_ = std::make_shared<ClassificationHead>(kind, D, K, head_dropout, dtype, 0.02);
   torch::NoGradGuard no_grad;
@@ -212,14 +232,16 @@ ReftClassifier::ReftClassifier(ReftModel& reft, LabelSpace labels, double head_d
     return true;
   };
   if (kind == Kind::kRobertaStyle && roberta_dense.defined()) {
-    from_checkpoint_ = copy("dense.weight", {"classifier.dense.weight"}) && copy("dense.bias", {"classifier.dense.bias"}) &&
+    from_checkpoint_ = copy("dense.weight", {"classifier.dense.weight"}) &&
+                       copy("dense.bias", {"classifier.dense.bias"}) &&
                        copy("out_proj.weight", {"classifier.out_proj.weight"}) &&
                        copy("out_proj.bias", {"classifier.out_proj.bias"});
   } else if (kind == Kind::kBertStyle) {
     copy("pooler.weight", {"bert.pooler.dense.weight", "pooler.dense.weight"});
     copy("pooler.bias", {"bert.pooler.dense.bias", "pooler.dense.bias"});
     if (bert_classifier.defined())
-      from_checkpoint_ = copy("classifier.weight", {"classifier.weight"}) && copy("classifier.bias", {"classifier.bias"});
+      from_checkpoint_ = copy("classifier.weight", {"classifier.weight"}) &&
+                         copy("classifier.bias", {"classifier.bias"});
   } else if (kind == Kind::kScore) {
     from_checkpoint_ = copy("score.weight", {"score.weight"});
   }
@@ -252,25 +274,30 @@ torch::Tensor ReftClassifier::logits(const ReftBatch& batch) {
   return head_->forward(pooled);
 }
 
-torch::Tensor ReftClassifier::loss(const torch::Tensor& logits, const torch::Tensor& targets) const {
+torch::Tensor ReftClassifier::loss(const torch::Tensor& logits,
+                                   const torch::Tensor& targets) const {
   auto l = logits.to(torch::kFloat32);
   switch (labels_.problem) {
-    case ProblemType::kRegression: return torch::mse_loss(l.squeeze(-1), targets.to(l.device(), torch::kFloat32));
+    case ProblemType::kRegression:
+      return torch::mse_loss(l.squeeze(-1), targets.to(l.device(), torch::kFloat32));
     case ProblemType::kMultiLabel:
       return torch::binary_cross_entropy_with_logits(l, targets.to(l.device(), torch::kFloat32));
-    case ProblemType::kSingleLabel: break;
+    case ProblemType::kSingleLabel:
+      break;
   }
   return torch::cross_entropy_loss(l, targets.to(l.device(), torch::kInt64));
 }
 
-torch::Tensor ReftClassifier::targets(const Dataset& data, const std::vector<size_t>& indices) const {
+torch::Tensor ReftClassifier::targets(const Dataset& data,
+                                      const std::vector<size_t>& indices) const {
   const int64_t B = indices.size();
   if (labels_.problem == ProblemType::kRegression) {
     auto t = torch::empty({B}, torch::kFloat32);
     for (int64_t b = 0; b < B; ++b) {
       const auto& e = data.examples[indices[b]];
       double v;
-      if (!parse_number(e.label, &v)) fail("[", e.where, "] expected a numeric label for regression, found '", e.label, "'");
+      if (!parse_number(e.label, &v))
+        fail("[", e.where, "] expected a numeric label for regression, found '", e.label, "'");
       t[b] = v;
     }
     return t;
@@ -305,8 +332,8 @@ void ReftClassifier::load_head(const std::vector<std::pair<std::string, torch::T
     auto it = given.find(name);
     if (it == given.end()) fail("[", where, "] expected head tensor '", name, "', found none");
     if (it->second.sizes() != t.sizes())
-      fail("[", where, "] head tensor '", name, "': expected shape ", t.sizes(), ", found ", it->second.sizes(),
-           "; num_labels differs from the adapter's");
+      fail("[", where, "] head tensor '", name, "': expected shape ", t.sizes(), ", found ",
+           it->second.sizes(), "; num_labels differs from the adapter's");
     t.copy_(it->second);
   }
 }
@@ -318,7 +345,8 @@ int64_t ReftClassifier::num_head_parameters() const {
 }
 
 std::string ReftClassifier::trainable_parameters_summary() const {
-  // pyreft counts a checkpoint's own head as trainable *model* parameters (it is part of the HF model).
+  // pyreft counts a checkpoint's own head as trainable *model* parameters (it is part of the HF
+  // model).
   const int64_t iv = reft_.num_trainable_parameters(), head = num_head_parameters();
   const int64_t model = reft_.base().num_parameters() + (from_checkpoint_ ? 0 : head);
   const int64_t trainable_model = head;
@@ -330,12 +358,17 @@ std::string ReftClassifier::trainable_parameters_summary() const {
     }
     return out;
   };
-  return "trainable intervention params: " + commas(iv) + " || trainable model params: " + commas(trainable_model) +
+  return "trainable intervention params: " + commas(iv) +
+         " || trainable model params: " + commas(trainable_model) +
          "\nmodel params: " + commas(model) + " || trainable%: " +
-         python_float_repr(100.0 * static_cast<double>(iv + trainable_model) / static_cast<double>(model)) +
-         "\nclassification head params: " + commas(head) + (from_checkpoint_ ? " (the checkpoint's classifier)" : " (new)") +
+         python_float_repr(100.0 * static_cast<double>(iv + trainable_model) /
+                           static_cast<double>(model)) +
+         "\nclassification head params: " + commas(head) +
+         (from_checkpoint_ ? " (the checkpoint's classifier)" : " (new)") +
          "; intervention share without the head: " +
-         python_float_repr(100.0 * static_cast<double>(iv) / static_cast<double>(reft_.base().num_parameters())) + "%";
+         python_float_repr(100.0 * static_cast<double>(iv) /
+                           static_cast<double>(reft_.base().num_parameters())) +
+         "%";
 }
 
 nlohmann::json ReftClassifier::meta() const {
@@ -350,10 +383,12 @@ void ReftClassifier::train(bool on) {
   head_->train(on);
 }
 
-LoadedClassifier load_classifier(Model& base, const std::filesystem::path& dir, bool allow_base_mismatch) {
+LoadedClassifier load_classifier(Model& base, const std::filesystem::path& dir,
+                                 bool allow_base_mismatch) {
   auto loaded = load_adapter(base, dir, allow_base_mismatch);
   if (loaded.meta.task != "classification")
-    fail("[", dir.string(), "] expected a classification adapter, found task '", loaded.meta.task, "'");
+    fail("[", dir.string(), "] expected a classification adapter, found task '", loaded.meta.task,
+         "'");
   LoadedClassifier out;
   out.reft = std::move(loaded.reft);
   out.template_name = loaded.meta.template_name;
@@ -371,7 +406,8 @@ namespace {
 double pearson(const std::vector<double>& x, const std::vector<double>& y) {
   const double n = x.size();
   if (n < 2) return 0;
-  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n, my = std::accumulate(y.begin(), y.end(), 0.0) / n;
+  const double mx = std::accumulate(x.begin(), x.end(), 0.0) / n,
+               my = std::accumulate(y.begin(), y.end(), 0.0) / n;
   double sxy = 0, sxx = 0, syy = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     sxy += (x[i] - mx) * (y[i] - my);
@@ -438,7 +474,8 @@ double macro_f1_of(const std::vector<std::vector<int64_t>>& c) {
 
 }  // namespace
 
-ClassificationMetrics classification_metrics(const LabelSpace& labels, const torch::Tensor& logits_in,
+ClassificationMetrics classification_metrics(const LabelSpace& labels,
+                                             const torch::Tensor& logits_in,
                                              const torch::Tensor& targets_in) {
   ClassificationMetrics m;
   auto logits = logits_in.detach().to(torch::kCPU, torch::kFloat64);
@@ -494,7 +531,8 @@ ClassificationMetrics classification_metrics(const LabelSpace& labels, const tor
 }
 
 nlohmann::json ClassificationMetrics::to_json(const LabelSpace& labels) const {
-  nlohmann::json j = {{"examples", examples}, {"problem_type", std::string(problem_type_name(labels.problem))}};
+  nlohmann::json j = {{"examples", examples},
+                      {"problem_type", std::string(problem_type_name(labels.problem))}};
   if (labels.problem == ProblemType::kRegression) {
     j["pearson"] = pearson;
     j["spearman"] = spearman;
@@ -518,8 +556,10 @@ torch::Tensor predict_logits(ReftClassifier& classifier, const Dataset& data, in
   const int64_t pad = classifier.reft().base().info().pad_token_id.value_or(0);
   for (size_t start = 0; start < data.examples.size(); start += batch_size) {
     std::vector<size_t> idx;
-    for (size_t i = start; i < std::min(data.examples.size(), start + batch_size); ++i) idx.push_back(i);
-    out.push_back(classifier.logits(make_classification_batch(data, idx, pad)).to(torch::kCPU, torch::kFloat32));
+    for (size_t i = start; i < std::min(data.examples.size(), start + batch_size); ++i)
+      idx.push_back(i);
+    out.push_back(classifier.logits(make_classification_batch(data, idx, pad))
+                      .to(torch::kCPU, torch::kFloat32));
   }
   return torch::cat(out, 0);
 }
@@ -532,19 +572,21 @@ std::string confusion_matrix_svg(const ClassificationMetrics& m, const LabelSpac
   int64_t peak = 1;
   for (const auto& row : m.confusion)
     for (int64_t v : row) peak = std::max(peak, v);
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(int(W)) + "\" height=\"" +
-                    std::to_string(int(H)) + "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" "
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(int(W)) +
+                    "\" height=\"" + std::to_string(int(H)) +
+                    "\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" "
                     "height=\"100%\" fill=\"white\"/>\n";
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "<text x=\"%.0f\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">confusion matrix (accuracy %.1f%%)"
+                "<text x=\"%.0f\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">confusion "
+                "matrix (accuracy %.1f%%)"
                 "</text>\n<text x=\"%.0f\" y=\"44\" text-anchor=\"middle\">predicted</text>\n",
                 W / 2, 100 * m.accuracy, left + cell * K / 2);
   svg += buf;
   for (size_t g = 0; g < K; ++g) {
     const std::string name = g < labels.names.size() ? labels.names[g] : std::to_string(g);
-    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text>\n", left - 6,
-                  top + cell * (g + 0.5) + 4, name.substr(0, 14).c_str());
+    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text>\n",
+                  left - 6, top + cell * (g + 0.5) + 4, name.substr(0, 14).c_str());
     svg += buf;
     std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n",
                   left + cell * (g + 0.5), top + cell * K + 16, name.substr(0, 8).c_str());
@@ -552,11 +594,12 @@ std::string confusion_matrix_svg(const ClassificationMetrics& m, const LabelSpac
     for (size_t p = 0; p < K; ++p) {
       const double v = static_cast<double>(m.confusion[g][p]) / peak;
       const int shade = static_cast<int>(255 - 200 * v);
-      std::snprintf(buf, sizeof buf,
-                    "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"rgb(%d,%d,255)\" "
-                    "stroke=\"#999\"/><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%lld</text>\n",
-                    left + cell * p, top + cell * g, cell, cell, shade, shade, left + cell * (p + 0.5),
-                    top + cell * (g + 0.5) + 4, static_cast<long long>(m.confusion[g][p]));
+      std::snprintf(
+          buf, sizeof buf,
+          "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"rgb(%d,%d,255)\" "
+          "stroke=\"#999\"/><text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%lld</text>\n",
+          left + cell * p, top + cell * g, cell, cell, shade, shade, left + cell * (p + 0.5),
+          top + cell * (g + 0.5) + 4, static_cast<long long>(m.confusion[g][p]));
       svg += buf;
     }
   }

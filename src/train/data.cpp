@@ -19,7 +19,8 @@ std::string lower_extension(const fs::path& p) {
 }
 
 // Splits CSV text into rows of fields (RFC 4180: quoted fields, doubled quotes, embedded newlines).
-std::vector<std::pair<int, std::vector<std::string>>> parse_csv(const std::string& text, const std::string& where) {
+std::vector<std::pair<int, std::vector<std::string>>> parse_csv(const std::string& text,
+                                                                const std::string& where) {
   std::vector<std::pair<int, std::vector<std::string>>> rows;
   std::vector<std::string> row;
   std::string field;
@@ -83,7 +84,8 @@ std::vector<Record> read_records(const fs::path& path) {
     for (size_t r = 1; r < rows.size(); ++r) {
       const auto& [line, fields] = rows[r];
       if (fields.size() != header.size())
-        fail("[", name, ":", line, "] expected ", header.size(), " fields (as the header), found ", fields.size());
+        fail("[", name, ":", line, "] expected ", header.size(), " fields (as the header), found ",
+             fields.size());
       nlohmann::json obj = nlohmann::json::object();
       for (size_t i = 0; i < header.size(); ++i) obj[header[i]] = fields[i];
       out.push_back({std::move(obj), name + ":" + std::to_string(line)});
@@ -98,9 +100,12 @@ std::vector<Record> read_records(const fs::path& path) {
       fail("[", name, "] expected JSON, found a syntax error at byte ", e.byte);
     }
     if (j.is_object() && j.contains("data")) j = j["data"];
-    if (!j.is_array()) fail("[", name, "] expected a JSON array of records (or {\"data\": [...]}), found ", j.type_name());
+    if (!j.is_array())
+      fail("[", name, "] expected a JSON array of records (or {\"data\": [...]}), found ",
+           j.type_name());
     for (size_t i = 0; i < j.size(); ++i) {
-      if (!j[i].is_object()) fail("[", name, ":record ", i + 1, "] expected an object, found ", j[i].type_name());
+      if (!j[i].is_object())
+        fail("[", name, ":record ", i + 1, "] expected an object, found ", j[i].type_name());
       out.push_back({j[i], name + ":record " + std::to_string(i + 1)});
     }
     return out;
@@ -116,9 +121,11 @@ std::vector<Record> read_records(const fs::path& path) {
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      fail("[", name, ":", line_no, "] expected one JSON object per line, found invalid JSON at column ", e.byte);
+      fail("[", name, ":", line_no,
+           "] expected one JSON object per line, found invalid JSON at column ", e.byte);
     }
-    if (!j.is_object()) fail("[", name, ":", line_no, "] expected a JSON object, found ", j.type_name());
+    if (!j.is_object())
+      fail("[", name, ":", line_no, "] expected a JSON object, found ", j.type_name());
     out.push_back({std::move(j), name + ":" + std::to_string(line_no)});
   }
   if (out.empty()) fail("[", name, "] expected at least one record, found none");
@@ -134,11 +141,14 @@ std::string apply_template(std::string_view name, std::string_view prompt, std::
   if (name == "none" || name.empty()) return in.empty() ? p : p + "\n" + in;
   if (name == "alpaca") {
     if (in.empty())
-      return "Below is an instruction that describes a task. Write a response that appropriately completes the "
-             "request.\n\n### Instruction:\n" + p + "\n\n### Response:\n";
-    return "Below is an instruction that describes a task, paired with an input that provides further context. "
-           "Write a response that appropriately completes the request.\n\n### Instruction:\n" + p +
-           "\n\n### Input:\n" + in + "\n\n### Response:\n";
+      return "Below is an instruction that describes a task. Write a response that appropriately "
+             "completes the "
+             "request.\n\n### Instruction:\n" +
+             p + "\n\n### Response:\n";
+    return "Below is an instruction that describes a task, paired with an input that provides "
+           "further context. "
+           "Write a response that appropriately completes the request.\n\n### Instruction:\n" +
+           p + "\n\n### Input:\n" + in + "\n\n### Response:\n";
   }
   const std::string user = in.empty() ? p : p + "\n" + in;
   if (name == "chatml") return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
@@ -150,8 +160,11 @@ std::string apply_template(std::string_view name, std::string_view prompt, std::
   const std::string t(name);
   const size_t at = t.find("{prompt}");
   if (at == std::string::npos)
-    usage_fail("[--template] expected one of none, alpaca, chatml, llama2, llama3, zephyr or a string with {prompt}, "
-               "found '", name, "'");
+    usage_fail(
+        "[--template] expected one of none, alpaca, chatml, llama2, llama3, zephyr or a string "
+        "with {prompt}, "
+        "found '",
+        name, "'");
   std::string out = t;
   out.replace(at, 8, user);
   return out;
@@ -159,11 +172,13 @@ std::string apply_template(std::string_view name, std::string_view prompt, std::
 
 DataFormat parse_data_format(std::string_view name) {
   if (name == "auto") return DataFormat::kAuto;
-  if (name == "prompt-completion" || name == "prompt_completion") return DataFormat::kPromptCompletion;
+  if (name == "prompt-completion" || name == "prompt_completion")
+    return DataFormat::kPromptCompletion;
   if (name == "alpaca") return DataFormat::kAlpaca;
   if (name == "chat") return DataFormat::kChat;
   if (name == "classification") return DataFormat::kClassification;
-  usage_fail("[--format] expected auto, prompt-completion, alpaca, chat or classification, found '", name, "'");
+  usage_fail("[--format] expected auto, prompt-completion, alpaca, chat or classification, found '",
+             name, "'");
 }
 
 int64_t Dataset::num_tokens() const {
@@ -177,7 +192,8 @@ namespace {
 std::string string_field(const Record& r, const std::string& key, bool required, const char* flag) {
   auto it = r.fields.find(key);
   if (it == r.fields.end() || it->is_null()) {
-    if (required) fail("[", r.where, "] field '", key, "' is missing (set ", flag, " to use another field)");
+    if (required)
+      fail("[", r.where, "] field '", key, "' is missing (set ", flag, " to use another field)");
     return {};
   }
   if (it->is_string()) return it->get<std::string>();
@@ -195,10 +211,12 @@ std::string chat_turn_end(const std::string& t) {
 
 // Renders a chat conversation: the prompt is everything up to the last assistant message plus
 // the assistant header; the completion is that message (loss goes on the last reply only).
-std::pair<std::string, std::string> render_chat(const Record& r, const std::string& field, const std::string& t) {
+std::pair<std::string, std::string> render_chat(const Record& r, const std::string& field,
+                                                const std::string& t) {
   auto it = r.fields.find(field);
   if (it == r.fields.end() || !it->is_array() || it->empty())
-    fail("[", r.where, "] field '", field, "': expected a non-empty list of {role, content} messages");
+    fail("[", r.where, "] field '", field,
+         "': expected a non-empty list of {role, content} messages");
   const auto& msgs = *it;
   int last_assistant = -1;
   for (size_t i = 0; i < msgs.size(); ++i) {
@@ -207,7 +225,8 @@ std::pair<std::string, std::string> render_chat(const Record& r, const std::stri
       fail("[", r.where, "] field '", field, "[", i, "]': expected {\"role\": …, \"content\": …}");
     if (msgs[i]["role"] == "assistant") last_assistant = static_cast<int>(i);
   }
-  if (last_assistant < 0) fail("[", r.where, "] field '", field, "': expected an assistant message to learn");
+  if (last_assistant < 0)
+    fail("[", r.where, "] field '", field, "': expected an assistant message to learn");
   std::string prompt;
   for (int i = 0; i < last_assistant; ++i) {
     const std::string role = msgs[i]["role"], content = msgs[i]["content"];
@@ -218,18 +237,26 @@ std::pair<std::string, std::string> render_chat(const Record& r, const std::stri
     } else if (t == "zephyr") {
       prompt += "<|" + role + "|>\n" + content + "</s>\n";
     } else if (t == "llama2") {
-      if (role == "user") prompt += "[INST] " + content + " [/INST]";
-      else if (role == "system") prompt += "<<SYS>>\n" + content + "\n<</SYS>>\n\n";
-      else prompt += " " + content + " ";
+      if (role == "user")
+        prompt += "[INST] " + content + " [/INST]";
+      else if (role == "system")
+        prompt += "<<SYS>>\n" + content + "\n<</SYS>>\n\n";
+      else
+        prompt += " " + content + " ";
     } else {
       prompt += role + ": " + content + "\n";
     }
   }
-  if (t == "chatml") prompt += "<|im_start|>assistant\n";
-  else if (t == "llama3") prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n";
-  else if (t == "zephyr") prompt += "<|assistant|>\n";
-  else if (t == "llama2") prompt += " ";
-  else prompt += "assistant: ";
+  if (t == "chatml")
+    prompt += "<|im_start|>assistant\n";
+  else if (t == "llama3")
+    prompt += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  else if (t == "zephyr")
+    prompt += "<|assistant|>\n";
+  else if (t == "llama2")
+    prompt += " ";
+  else
+    prompt += "assistant: ";
   return {prompt, msgs[last_assistant]["content"].get<std::string>() + chat_turn_end(t)};
 }
 
@@ -240,18 +267,22 @@ DataFormat detect(const Record& r, const DataOptions& o) {
   if (has(o.instruction_field) && has(o.output_field)) return DataFormat::kAlpaca;
   if (has(o.prompt_field) || has(o.completion_field)) return DataFormat::kPromptCompletion;
   if (has(o.text_field) && has(o.label_field)) return DataFormat::kClassification;
-  fail("[", r.where, "] cannot tell the data format: expected fields '", o.prompt_field, "'/'", o.completion_field,
-       "', '", o.instruction_field, "'/'", o.output_field, "' or '", o.messages_field, "'; found ", r.fields.dump().substr(0, 120));
+  fail("[", r.where, "] cannot tell the data format: expected fields '", o.prompt_field, "'/'",
+       o.completion_field, "', '", o.instruction_field, "'/'", o.output_field, "' or '",
+       o.messages_field, "'; found ", r.fields.dump().substr(0, 120));
 }
 
 }  // namespace
 
-Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok, const DataOptions& o) {
+Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok,
+                        const DataOptions& o) {
   Dataset ds;
   if (records.empty()) fail("[data] expected at least one record, found none");
   const DataFormat format = detect(records[0], o);
   if (format == DataFormat::kClassification)
-    usage_fail("[data] these records look like classification data (text, label); use --task classification");
+    usage_fail(
+        "[data] these records look like classification data (text, label); use --task "
+        "classification");
   const auto eos = tok.eos_id();
   int64_t truncated = 0;
   for (const auto& r : records) {
@@ -264,11 +295,12 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
         completion = string_field(r, o.output_field, true, "--output-field");
         break;
       case DataFormat::kChat:
-        std::tie(prompt, completion) =
-            render_chat(r, o.messages_field, o.template_name == "none" ? "chatml" : o.template_name);
+        std::tie(prompt, completion) = render_chat(
+            r, o.messages_field, o.template_name == "none" ? "chatml" : o.template_name);
         break;
       default:
-        prompt = apply_template(o.template_name, string_field(r, o.prompt_field, true, "--prompt-field"));
+        prompt = apply_template(o.template_name,
+                                string_field(r, o.prompt_field, true, "--prompt-field"));
         completion = string_field(r, o.completion_field, true, "--completion-field");
     }
     Example e;
@@ -278,7 +310,8 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
     // As pyreft: the concatenation is tokenized in one go; the prompt alone gives the boundary.
     e.input_ids = tok.encode(prompt + completion, /*add_special_tokens=*/true);
     e.prompt_length = static_cast<int64_t>(tok.encode(prompt, /*add_special_tokens=*/true).size());
-    if (o.add_eos && eos && (e.input_ids.empty() || e.input_ids.back() != *eos)) e.input_ids.push_back(*eos);
+    if (o.add_eos && eos && (e.input_ids.empty() || e.input_ids.back() != *eos))
+      e.input_ids.push_back(*eos);
     if (static_cast<int64_t>(e.input_ids.size()) > o.max_length) {
       e.input_ids.resize(o.max_length);
       ++truncated;
@@ -294,12 +327,14 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
   }
   if (truncated > 0)
     ds.warnings.push_back(std::to_string(truncated) + " of " + std::to_string(records.size()) +
-                          " examples were truncated to --max-length " + std::to_string(o.max_length) + " tokens");
+                          " examples were truncated to --max-length " +
+                          std::to_string(o.max_length) + " tokens");
   if (ds.examples.empty()) fail("[data] no usable example: every record was skipped");
   return ds;
 }
 
-Dataset make_classification_dataset(const std::vector<Record>& records, const Tokenizer& tok, const DataOptions& o) {
+Dataset make_classification_dataset(const std::vector<Record>& records, const Tokenizer& tok,
+                                    const DataOptions& o) {
   Dataset ds;
   int64_t truncated = 0;
   for (const auto& r : records) {
@@ -309,11 +344,17 @@ Dataset make_classification_dataset(const std::vector<Record>& records, const To
     const std::string pair = string_field(r, o.text_pair_field, false, "--text-pair-field");
     auto label = r.fields.find(o.label_field);
     if (label == r.fields.end() || label->is_null())
-      fail("[", r.where, "] field '", o.label_field, "' is missing (set --label-field to use another field)");
-    if (label->is_string()) e.label = label->get<std::string>();
-    else if (label->is_number_integer() || label->is_boolean()) e.label = label->dump();
-    else if (label->is_number() || label->is_array()) e.label = label->dump();
-    else fail("[", r.where, "] field '", o.label_field, "': expected a string, integer, number or list");
+      fail("[", r.where, "] field '", o.label_field,
+           "' is missing (set --label-field to use another field)");
+    if (label->is_string())
+      e.label = label->get<std::string>();
+    else if (label->is_number_integer() || label->is_boolean())
+      e.label = label->dump();
+    else if (label->is_number() || label->is_array())
+      e.label = label->dump();
+    else
+      fail("[", r.where, "] field '", o.label_field,
+           "': expected a string, integer, number or list");
     e.prompt = apply_template(o.template_name, text);
     if (pair.empty()) {
       e.input_ids = tok.encode(e.prompt, true);
@@ -327,7 +368,8 @@ Dataset make_classification_dataset(const std::vector<Record>& records, const To
       if (!e.token_type_ids.empty()) e.token_type_ids.resize(o.max_length);
       ++truncated;
     }
-    if (e.input_ids.empty()) fail("[", r.where, "] field '", o.text_field, "' tokenizes to nothing");
+    if (e.input_ids.empty())
+      fail("[", r.where, "] field '", o.text_field, "' tokenizes to nothing");
     e.prompt_length = static_cast<int64_t>(e.input_ids.size());
     ds.examples.push_back(std::move(e));
   }

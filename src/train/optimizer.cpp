@@ -50,11 +50,13 @@ std::vector<std::pair<std::string, torch::Tensor>> AdamW::state() const {
   return out;
 }
 
-void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state, const std::string& where) {
+void AdamW::load_state(const std::vector<std::pair<std::string, torch::Tensor>>& state,
+                       const std::string& where) {
   torch::NoGradGuard no_grad;
   std::map<std::string, torch::Tensor> m(state.begin(), state.end());
   for (size_t i = 0; i < params_.size(); ++i) {
-    for (auto [name, dst] : {std::pair{"exp_avg.", &exp_avg_[i]}, std::pair{"exp_avg_sq.", &exp_avg_sq_[i]}}) {
+    for (auto [name, dst] :
+         {std::pair{"exp_avg.", &exp_avg_[i]}, std::pair{"exp_avg_sq.", &exp_avg_sq_[i]}}) {
       auto it = m.find(name + std::to_string(i));
       if (it == m.end() || it->second.sizes() != dst->sizes())
         fail("[", where, "] optimizer state '", name, i, "' is missing or has the wrong shape");
@@ -80,11 +82,14 @@ std::string_view schedule_name(Schedule s) {
 double schedule_factor(Schedule schedule, int64_t step, int64_t total, int64_t warmup) {
   if (step < warmup) return static_cast<double>(step) / std::max<int64_t>(1, warmup);
   switch (schedule) {
-    case Schedule::kConstant: return 1.0;
+    case Schedule::kConstant:
+      return 1.0;
     case Schedule::kLinear:
-      return std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
+      return std::max(0.0,
+                      static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
     case Schedule::kCosine: {
-      const double progress = static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup);
+      const double progress =
+          static_cast<double>(step - warmup) / std::max<int64_t>(1, total - warmup);
       return std::max(0.0, 0.5 * (1.0 + std::cos(M_PI * 0.5 * 2.0 * progress)));
     }
   }

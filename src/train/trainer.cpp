@@ -42,8 +42,10 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch, bool shu
 bool decays(const std::string& name) {
   if (name.find("parametrizations") != std::string::npos) return false;
   const std::string bias = ".bias";
-  if (name.size() >= bias.size() && name.compare(name.size() - bias.size(), bias.size(), bias) == 0) return false;
-  if (name.find("learned_source") != std::string::npos && name.find("weight") == std::string::npos) return false;
+  if (name.size() >= bias.size() && name.compare(name.size() - bias.size(), bias.size(), bias) == 0)
+    return false;
+  if (name.find("learned_source") != std::string::npos && name.find("weight") == std::string::npos)
+    return false;
   return true;
 }
 
@@ -75,13 +77,16 @@ struct Task {
   ReftBatch batch(const Dataset& data, const std::vector<size_t>& idx, int64_t pad) const {
     return classifier ? make_classification_batch(data, idx, pad) : make_batch(data, idx, pad);
   }
-  torch::Tensor loss(const ReftBatch& batch, const Dataset& data, const std::vector<size_t>& idx) const {
+  torch::Tensor loss(const ReftBatch& batch, const Dataset& data,
+                     const std::vector<size_t>& idx) const {
     if (!classifier) return reft.lm_loss(batch);
     return classifier->loss(classifier->logits(batch), classifier->targets(data, idx));
   }
   void train(bool on) const {
-    if (classifier) classifier->train(on);
-    else reft.train(on);
+    if (classifier)
+      classifier->train(on);
+    else
+      reft.train(on);
   }
   void save(const fs::path& dir, AdapterMeta meta) const {
     std::vector<std::pair<std::string, torch::Tensor>> extra;
@@ -97,7 +102,8 @@ struct Task {
     std::set<std::string> own;
     for (const auto& [name, t] : reft.state()) own.insert(name);
     std::vector<std::pair<std::string, torch::Tensor>> mine, head;
-    for (const auto& e : file->entries()) (own.count(e.name) ? mine : head).emplace_back(e.name, file->tensor(e.name));
+    for (const auto& e : file->entries())
+      (own.count(e.name) ? mine : head).emplace_back(e.name, file->tensor(e.name));
     reft.load_state(mine, adapter_dir.string());
     if (classifier) classifier->load_head(head, adapter_dir.string());
   }
@@ -118,18 +124,21 @@ void save_checkpoint(const Task& task, const AdamW& opt, const TrainOptions& o, 
     task.save(tmp / "adapter", o.meta);
     save_safetensors(tmp / "optimizer.safetensors", opt.state());
     const nlohmann::json state = {{"step", step}, {"losses", losses}, {"seed", o.seed}};
-    write_file_atomically(tmp / "trainer_state.json", [&](std::ostream& out) { out << state.dump() << "\n"; });
+    write_file_atomically(tmp / "trainer_state.json",
+                          [&](std::ostream& out) { out << state.dump() << "\n"; });
   });
 }
 
-std::optional<CheckpointState> load_checkpoint(const Task& task, AdamW& opt, const TrainOptions& o) {
+std::optional<CheckpointState> load_checkpoint(const Task& task, AdamW& opt,
+                                               const TrainOptions& o) {
   const fs::path dir = o.output_dir / kCheckpointDir;
   if (!fs::exists(dir / "trainer_state.json")) return std::nullopt;
   const auto state = read_json_file(dir / "trainer_state.json");
   task.load(dir / "adapter");
   auto opt_file = SafetensorsFile::open(dir / "optimizer.safetensors");
   std::vector<std::pair<std::string, torch::Tensor>> opt_state;
-  for (const auto& e : opt_file->entries()) opt_state.emplace_back(e.name, opt_file->tensor(e.name));
+  for (const auto& e : opt_file->entries())
+    opt_state.emplace_back(e.name, opt_file->tensor(e.name));
   opt.load_state(opt_state, (dir / "optimizer.safetensors").string());
   CheckpointState s;
   s.step = state.at("step").get<int64_t>();
@@ -160,7 +169,8 @@ void append_eval(const fs::path& dir, const EvalResult& r) {
   out << j.dump() << "\n";
 }
 
-double exact_match(ReftModel& reft, const Dataset& data, const Tokenizer& tok, int64_t max_new_tokens) {
+double exact_match(ReftModel& reft, const Dataset& data, const Tokenizer& tok,
+                   int64_t max_new_tokens) {
   auto hooks = reft.generation_hooks(false);
   int64_t hits = 0;
   for (const auto& e : data.examples) {
@@ -203,7 +213,8 @@ ReftBatch make_batch(const Dataset& data, const std::vector<size_t>& indices, in
   return batch;
 }
 
-ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_t>& indices, int64_t pad_id) {
+ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_t>& indices,
+                                    int64_t pad_id) {
   ReftBatch batch = make_batch(data, indices, pad_id);
   batch.labels = torch::Tensor();
   batch.prompt_lengths.clear();
@@ -216,7 +227,8 @@ ReftBatch make_classification_batch(const Dataset& data, const std::vector<size_
     batch.token_type_ids = torch::zeros_like(batch.input_ids);
     for (size_t b = 0; b < indices.size(); ++b) {
       const auto& t = data.examples[indices[b]].token_type_ids;
-      if (!t.empty()) batch.token_type_ids[b].narrow(0, 0, t.size()).copy_(torch::tensor(t, torch::kInt64));
+      if (!t.empty())
+        batch.token_type_ids[b].narrow(0, 0, t.size()).copy_(torch::tensor(t, torch::kInt64));
     }
   }
   return batch;
@@ -230,9 +242,11 @@ double evaluate_loss(ReftModel& reft, const Dataset& data, int64_t batch_size) {
   const int64_t pad = reft.base().info().pad_token_id.value_or(0);
   for (size_t start = 0; start < data.examples.size(); start += batch_size) {
     std::vector<size_t> idx;
-    for (size_t i = start; i < std::min(data.examples.size(), start + batch_size); ++i) idx.push_back(i);
+    for (size_t i = start; i < std::min(data.examples.size(), start + batch_size); ++i)
+      idx.push_back(i);
     auto batch = make_batch(data, idx, pad);
-    const int64_t n = batch.labels.narrow(1, 1, batch.labels.size(1) - 1).ne(-100).sum().item<int64_t>();
+    const int64_t n =
+        batch.labels.narrow(1, 1, batch.labels.size(1) - 1).ne(-100).sum().item<int64_t>();
     total += reft.lm_loss(batch).item<double>() * n;
     tokens += n;
   }
@@ -253,29 +267,35 @@ EvalResult evaluate(const Task& task, const Dataset& data, int64_t step, int64_t
   std::iota(all.begin(), all.end(), 0);
   auto targets = task.classifier->targets(data, all);
   r.loss = task.classifier->loss(logits, targets).item<double>();
-  r.metrics = classification_metrics(task.classifier->labels(), logits, targets).to_json(task.classifier->labels());
+  r.metrics = classification_metrics(task.classifier->labels(), logits, targets)
+                  .to_json(task.classifier->labels());
   return r;
 }
 
-TrainSummary run_training(const Task& task, const Dataset& train, const Dataset* eval, const TrainOptions& o,
-                          const Tokenizer* tokenizer, const TrainCallbacks& cb) {
+TrainSummary run_training(const Task& task, const Dataset& train, const Dataset* eval,
+                          const TrainOptions& o, const Tokenizer* tokenizer,
+                          const TrainCallbacks& cb) {
   ReftModel& reft = task.reft;
   if (train.examples.empty()) usage_fail("[train] the training set is empty");
   if (o.batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", o.batch_size);
   if (o.grad_accum < 1) usage_fail("[--grad-accum] expected >= 1, found ", o.grad_accum);
   if (o.lr <= 0) usage_fail("[--lr] expected > 0, found ", o.lr);
-  if (o.epochs < 1 && o.max_steps <= 0) usage_fail("[--epochs] expected >= 1 (or --max-steps), found ", o.epochs);
-  if (o.warmup_ratio < 0 || o.warmup_ratio > 1) usage_fail("[--warmup-ratio] expected a value in [0, 1], found ", o.warmup_ratio);
+  if (o.epochs < 1 && o.max_steps <= 0)
+    usage_fail("[--epochs] expected >= 1 (or --max-steps), found ", o.epochs);
+  if (o.warmup_ratio < 0 || o.warmup_ratio > 1)
+    usage_fail("[--warmup-ratio] expected a value in [0, 1], found ", o.warmup_ratio);
   if (o.weight_decay < 0) usage_fail("[--weight-decay] expected >= 0, found ", o.weight_decay);
   const auto message = [&](const std::string& m) {
     if (cb.on_message) cb.on_message(m);
   };
   const int64_t N = train.examples.size();
   const int64_t micro_per_epoch = (N + o.batch_size - 1) / o.batch_size;
-  const int64_t total_steps =
-      o.max_steps > 0 ? o.max_steps : (o.epochs * micro_per_epoch + o.grad_accum - 1) / o.grad_accum;
-  const int64_t warmup =
-      o.warmup_steps > 0 ? o.warmup_steps : static_cast<int64_t>(std::ceil(o.warmup_ratio * total_steps));
+  const int64_t total_steps = o.max_steps > 0
+                                  ? o.max_steps
+                                  : (o.epochs * micro_per_epoch + o.grad_accum - 1) / o.grad_accum;
+  const int64_t warmup = o.warmup_steps > 0
+                             ? o.warmup_steps
+                             : static_cast<int64_t>(std::ceil(o.warmup_ratio * total_steps));
   const int64_t pad = reft.base().info().pad_token_id.value_or(0);
 
   std::vector<torch::Tensor> params;
@@ -296,7 +316,8 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       start_step = state->step;
       summary.losses = state->losses;
       summary.resumed_from_checkpoint = true;
-      message("resumed from " + (o.output_dir / kCheckpointDir).string() + " at step " + std::to_string(start_step));
+      message("resumed from " + (o.output_dir / kCheckpointDir).string() + " at step " +
+              std::to_string(start_step));
       truncate_metrics(o.output_dir / "metrics.jsonl", start_step);
     } else {
       message("no checkpoint in " + o.output_dir.string() + ": starting from step 0");
@@ -324,7 +345,8 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
   task.train(true);
   for (int64_t step = start_step; step < total_steps; ++step) {
     const auto step_start = Clock::now();
-    torch::manual_seed(o.seed + static_cast<uint64_t>(step));  // dropout masks independent of resume
+    torch::manual_seed(o.seed +
+                       static_cast<uint64_t>(step));  // dropout masks independent of resume
     opt.zero_grad();
     double step_loss = 0;
     int64_t step_tokens = 0;
@@ -338,7 +360,8 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       if (!prefix.empty()) {
         const int64_t T = batch.input_ids.size(1), D = reft.base().info().hidden_size;
         auto h = torch::zeros({static_cast<int64_t>(idx.size()), T, D}, prefix[0].options());
-        for (size_t b = 0; b < idx.size(); ++b) h[b].narrow(0, 0, prefix[idx[b]].size(0)).copy_(prefix[idx[b]]);
+        for (size_t b = 0; b < idx.size(); ++b)
+          h[b].narrow(0, 0, prefix[idx[b]].size(0)).copy_(prefix[idx[b]]);
         batch.start_hidden = h;
         batch.start_layer = lowest;
       }
@@ -347,8 +370,9 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       if (!std::isfinite(value)) {
         fail("[train] the loss became non-finite (", value, ") at step ", step + 1,
              "; training stopped. The last good checkpoint is in ",
-             write && fs::exists(o.output_dir / kCheckpointDir) ? (o.output_dir / kCheckpointDir).string()
-                                                                  : std::string("(none written)"),
+             write && fs::exists(o.output_dir / kCheckpointDir)
+                 ? (o.output_dir / kCheckpointDir).string()
+                 : std::string("(none written)"),
              "; lower --lr or check the data");
       }
       (loss / static_cast<double>(o.grad_accum)).backward();
@@ -361,10 +385,12 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
     opt.step();
     for (const auto& p : params)
       if (!torch::isfinite(p).all().item<bool>())
-        fail("[train] the parameters became non-finite at step ", step + 1, "; training stopped. The last good "
+        fail("[train] the parameters became non-finite at step ", step + 1,
+             "; training stopped. The last good "
              "checkpoint is in ",
-             write && fs::exists(o.output_dir / kCheckpointDir) ? (o.output_dir / kCheckpointDir).string()
-                                                                  : std::string("(none written)"),
+             write && fs::exists(o.output_dir / kCheckpointDir)
+                 ? (o.output_dir / kCheckpointDir).string()
+                 : std::string("(none written)"),
              "; lower --lr or enable clipping (--max-grad-norm)");
     summary.losses.push_back(step_loss);
     total_tokens += step_tokens;
@@ -388,8 +414,13 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       window_tokens = window_s = 0;
       if (cb.on_step) cb.on_step(ev);
       if (write) {
-        metrics << nlohmann::json{{"step", ev.step}, {"loss", ev.loss}, {"lr", ev.lr}, {"grad_norm", ev.grad_norm},
-                                  {"tokens_per_s", ev.tokens_per_s}, {"epoch", ev.epoch}, {"elapsed_s", ev.elapsed_s}}
+        metrics << nlohmann::json{{"step", ev.step},
+                                  {"loss", ev.loss},
+                                  {"lr", ev.lr},
+                                  {"grad_norm", ev.grad_norm},
+                                  {"tokens_per_s", ev.tokens_per_s},
+                                  {"epoch", ev.epoch},
+                                  {"elapsed_s", ev.elapsed_s}}
                        .dump()
                 << "\n";
         metrics.flush();
@@ -421,29 +452,37 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
   }
   if (write) {
     AdapterMeta meta = o.meta;
-    meta.extra["training"] = {{"steps", summary.steps}, {"final_loss", summary.final_loss}, {"lr", o.lr},
-                              {"epochs", o.epochs}, {"batch_size", o.batch_size}, {"seed", o.seed}};
+    meta.extra["training"] = {
+        {"steps", summary.steps}, {"final_loss", summary.final_loss}, {"lr", o.lr},
+        {"epochs", o.epochs},     {"batch_size", o.batch_size},       {"seed", o.seed}};
     task.save(o.output_dir, meta);
     save_checkpoint(task, opt, o, total_steps, summary.losses);
-    nlohmann::json s = {{"final_loss", summary.final_loss}, {"steps", summary.steps},   {"seconds", summary.seconds},
-                        {"tokens", summary.tokens},         {"start_step", start_step}, {"losses", summary.losses},
+    nlohmann::json s = {{"final_loss", summary.final_loss},
+                        {"steps", summary.steps},
+                        {"seconds", summary.seconds},
+                        {"tokens", summary.tokens},
+                        {"start_step", start_step},
+                        {"losses", summary.losses},
                         {"trainable_parameters", reft.num_trainable_parameters()}};
     if (summary.eval) {
       s["eval_loss"] = summary.eval->loss;
       if (summary.eval->exact_match >= 0) s["eval_exact_match"] = summary.eval->exact_match;
       if (!summary.eval->metrics.empty()) s["eval_metrics"] = summary.eval->metrics;
     }
-    write_file_atomically(o.output_dir / "summary.json", [&](std::ostream& out) { out << s.dump(2) << "\n"; });
-    write_file_atomically(o.output_dir / "loss.svg",
-                          [&](std::ostream& out) { out << loss_curve_svg(summary.losses, "training loss"); });
+    write_file_atomically(o.output_dir / "summary.json",
+                          [&](std::ostream& out) { out << s.dump(2) << "\n"; });
+    write_file_atomically(o.output_dir / "loss.svg", [&](std::ostream& out) {
+      out << loss_curve_svg(summary.losses, "training loss");
+    });
   }
   return summary;
 }
 
 }  // namespace
 
-TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval, const TrainOptions& options,
-                        const Tokenizer* tokenizer, const TrainCallbacks& callbacks) {
+TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval,
+                        const TrainOptions& options, const Tokenizer* tokenizer,
+                        const TrainCallbacks& callbacks) {
   return run_training(Task{reft, nullptr}, train, eval, options, tokenizer, callbacks);
 }
 
@@ -451,7 +490,8 @@ TrainSummary train_classifier(ReftClassifier& classifier, const Dataset& train, 
                               const TrainOptions& options, const TrainCallbacks& callbacks) {
   for (const auto& e : train.examples)
     if (e.label.empty()) fail("[", e.where, "] expected a label for classification, found none");
-  return run_training(Task{classifier.reft(), &classifier}, train, eval, options, nullptr, callbacks);
+  return run_training(Task{classifier.reft(), &classifier}, train, eval, options, nullptr,
+                      callbacks);
 }
 
 std::string loss_curve_svg(const std::vector<double>& losses, const std::string& title) {
@@ -465,23 +505,29 @@ std::string loss_curve_svg(const std::vector<double>& losses, const std::string&
   const double pad = 0.05 * (hi - lo);
   lo -= pad;
   hi += pad;
-  const auto x = [&](size_t i) { return left + (W - left - right) * (losses.size() > 1 ? double(i) / (losses.size() - 1) : 0.5); };
+  const auto x = [&](size_t i) {
+    return left + (W - left - right) * (losses.size() > 1 ? double(i) / (losses.size() - 1) : 0.5);
+  };
   const auto y = [&](double v) { return top + (H - top - bottom) * (1 - (v - lo) / (hi - lo)); };
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(int(W)) + "\" height=\"" +
-                    std::to_string(int(H)) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(int(W)) +
+                    "\" height=\"" + std::to_string(int(H)) +
+                    "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg += "<text x=\"" + std::to_string(W / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + title + "</text>\n";
+  svg += "<text x=\"" + std::to_string(W / 2) +
+         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + title + "</text>\n";
   char buf[160];
   for (int k = 0; k <= 4; ++k) {
     const double v = lo + (hi - lo) * k / 4.0;
     std::snprintf(buf, sizeof buf,
-                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" y=\"%.1f\" "
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text "
+                  "x=\"%.1f\" y=\"%.1f\" "
                   "text-anchor=\"end\">%.3g</text>\n",
                   left, y(v), W - right, y(v), left - 6, y(v) + 4, v);
     svg += buf;
   }
-  std::snprintf(buf, sizeof buf, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step (1 … %zu)</text>\n",
-                W / 2, H - 10, losses.size());
+  std::snprintf(buf, sizeof buf,
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">step (1 … %zu)</text>\n", W / 2,
+                H - 10, losses.size());
   svg += buf;
   svg += "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"";
   for (size_t i = 0; i < losses.size(); ++i) {

@@ -4,8 +4,8 @@
 #include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
-#include <unistd.h>
 #include <torch/cuda.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <thread>
@@ -70,20 +70,27 @@ torch::Device parse_device(std::string_view name) {
 }
 
 torch::Dtype parse_dtype(std::string_view name) {
-  if (name == "f32" || name == "float32" || name == "fp32" || name == "float") return torch::kFloat32;
+  if (name == "f32" || name == "float32" || name == "fp32" || name == "float")
+    return torch::kFloat32;
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
-  if (name == "f16" || name == "float16" || name == "fp16" || name == "half") return torch::kFloat16;
+  if (name == "f16" || name == "float16" || name == "fp16" || name == "half")
+    return torch::kFloat16;
   if (name == "f64" || name == "float64" || name == "double") return torch::kFloat64;
   usage_fail("[--dtype] expected f32, bf16 or f16, found '", name, "'");
 }
 
 std::string dtype_name(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kFloat32: return "f32";
-    case torch::kBFloat16: return "bf16";
-    case torch::kFloat16: return "f16";
-    case torch::kFloat64: return "f64";
-    default: return std::string(c10::toString(dtype));
+    case torch::kFloat32:
+      return "f32";
+    case torch::kBFloat16:
+      return "bf16";
+    case torch::kFloat16:
+      return "f16";
+    case torch::kFloat64:
+      return "f64";
+    default:
+      return std::string(c10::toString(dtype));
   }
 }
 

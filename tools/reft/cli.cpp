@@ -11,7 +11,8 @@ bool Args::has(const std::string& name) const { return values_.count(name) != 0;
 
 std::optional<std::string> Args::maybe(const std::string& name) const {
   if (auto it = values_.find(name); it != values_.end()) return it->second;
-  if (auto it = defaults_.find(name); it != defaults_.end() && !it->second.empty()) return it->second;
+  if (auto it = defaults_.find(name); it != defaults_.end() && !it->second.empty())
+    return it->second;
   return std::nullopt;
 }
 
@@ -43,7 +44,8 @@ double Args::get_double(const std::string& name) const {
   usage_fail("[--", name, "] expected a number, found '", v, "'");
 }
 
-Args parse_args(const std::string& command, const std::vector<Flag>& flags, int argc, char** argv, int first) {
+Args parse_args(const std::string& command, const std::vector<Flag>& flags, int argc, char** argv,
+                int first) {
   Args args;
   for (const auto& f : flags) args.defaults_[f.name] = f.default_value;
   for (int i = first; i < argc; ++i) {
@@ -62,7 +64,8 @@ Args parse_args(const std::string& command, const std::vector<Flag>& flags, int 
     const Flag* flag = nullptr;
     for (const auto& f : flags)
       if (f.name == name) flag = &f;
-    if (!flag) usage_fail("[reft ", command, "] unknown flag --", name, "; see reft ", command, " --help");
+    if (!flag)
+      usage_fail("[reft ", command, "] unknown flag --", name, "; see reft ", command, " --help");
     if (args.values_.count(name)) usage_fail("[reft ", command, "] flag --", name, " given twice");
     if (flag->value.empty()) {
       if (inline_value) usage_fail("[--", name, "] is a switch and takes no value");
@@ -95,7 +98,8 @@ std::string help_text(const Command& c) {
 
 std::vector<Flag> runtime_flags() {
   return {
-      {"threads", "N", std::to_string(available_cores()), "intra-op threads for libtorch and OpenBLAS"},
+      {"threads", "N", std::to_string(available_cores()),
+       "intra-op threads for libtorch and OpenBLAS"},
       {"device", "DEV", "cpu", "cpu, cuda or cuda:N"},
       {"dtype", "DT", "f32", "compute dtype: f32, bf16 or f16"},
   };
@@ -122,7 +126,8 @@ std::vector<int64_t> parse_ids(const std::string& text, const std::string& flag)
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != tok.size() || v < 0) usage_fail("[--", flag, "] expected non-negative integer ids, found '", tok, "'");
+    if (used != tok.size() || v < 0)
+      usage_fail("[--", flag, "] expected non-negative integer ids, found '", tok, "'");
     ids.push_back(v);
   }
   return ids;

@@ -49,7 +49,8 @@ struct Command {
 
 /// Parses argv[first..argc) against `flags`; throws UsageError for unknown flags, missing values
 /// and repeated flags. "--help" is handled by the caller.
-Args parse_args(const std::string& command, const std::vector<Flag>& flags, int argc, char** argv, int first);
+Args parse_args(const std::string& command, const std::vector<Flag>& flags, int argc, char** argv,
+                int first);
 
 /// The --help text of a command: usage, summary and one line per flag with its default.
 std::string help_text(const Command& command);
@@ -80,6 +81,5 @@ std::vector<Flag> data_flags();
 DataOptions data_options(const Args& args);
 /// The ReFT config from --config or the intervention flags, validated against the model.
 ReftConfig config_from_flags(const Args& args, const ModelInfo& info);
-
 
 }  // namespace reft::cli

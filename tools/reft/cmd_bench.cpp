@@ -28,8 +28,8 @@ int run_bench_generate(const Args& args) {
   opt.decode_prompt = args.get_int("decode-prompt");
   opt.decode_tokens = args.get_int("decode-tokens");
   opt.repeats = static_cast<int>(args.get_int("repeats"));
-  if (opt.prefill_batch < 1 || opt.prefill_tokens < 1 || opt.decode_prompt < 1 || opt.decode_tokens < 2 ||
-      opt.repeats < 1)
+  if (opt.prefill_batch < 1 || opt.prefill_tokens < 1 || opt.decode_prompt < 1 ||
+      opt.decode_tokens < 2 || opt.repeats < 1)
     usage_fail("[reft bench generate] expected positive sizes (decode-tokens >= 2)");
   const auto r = bench_generate(*model, opt);
   if (args.has("json")) {
@@ -50,10 +50,12 @@ int run_bench_generate(const Args& args) {
     return 0;
   }
   const auto& i = model->info();
-  std::printf("model      %s, %lld parameters, %s, %d threads, OMP_WAIT_POLICY=%s\n", i.architecture.c_str(),
-              static_cast<long long>(model->num_parameters()), dtype_name(i.dtype).c_str(), at::get_num_threads(),
+  std::printf("model      %s, %lld parameters, %s, %d threads, OMP_WAIT_POLICY=%s\n",
+              i.architecture.c_str(), static_cast<long long>(model->num_parameters()),
+              dtype_name(i.dtype).c_str(), at::get_num_threads(),
               omp_wait_policy().empty() ? "(unset)" : omp_wait_policy().c_str());
-  std::printf("machine    fp32 GEMM %.1f GFLOP/s, copy %.1f GB/s (read + written)\n", r.gemm_gflops, r.copy_gbps);
+  std::printf("machine    fp32 GEMM %.1f GFLOP/s, copy %.1f GB/s (read + written)\n", r.gemm_gflops,
+              r.copy_gbps);
   std::printf("prefill    %lld x %lld tokens: %.1f tokens/s, %.1f GFLOP/s = %.1f%% of GEMM\n",
               static_cast<long long>(opt.prefill_batch), static_cast<long long>(opt.prefill_tokens),
               r.prefill_tokens_per_s, r.prefill_gflops, 100 * r.prefill_mfu);
@@ -75,14 +77,20 @@ int run_bench_train(const Args& args) {
   o.seq_len = args.get_int("seq-len");
   o.steps = static_cast<int>(args.get_int("steps"));
   o.cache_frozen_prefix = args.has("prefix-cache");
-  if (o.batch_size < 1 || o.seq_len < 2 || o.steps < 1) usage_fail("[reft bench train] expected positive sizes");
+  if (o.batch_size < 1 || o.seq_len < 2 || o.steps < 1)
+    usage_fail("[reft bench train] expected positive sizes");
   const auto r = bench_train(reft, o);
   if (args.has("json")) {
-    nlohmann::ordered_json j = {{"tokens_per_s", r.tokens_per_s}, {"step_s", r.step_s},
-                                {"gemm_gflops", r.gemm_gflops},   {"mfu", r.mfu},
-                                {"forward_gflop", r.forward_gflop}, {"backward_gflop", r.backward_gflop},
-                                {"loss", r.loss},                  {"threads", at::get_num_threads()},
-                                {"omp_wait_policy", omp_wait_policy()}, {"dtype", dtype_name(model->info().dtype)},
+    nlohmann::ordered_json j = {{"tokens_per_s", r.tokens_per_s},
+                                {"step_s", r.step_s},
+                                {"gemm_gflops", r.gemm_gflops},
+                                {"mfu", r.mfu},
+                                {"forward_gflop", r.forward_gflop},
+                                {"backward_gflop", r.backward_gflop},
+                                {"loss", r.loss},
+                                {"threads", at::get_num_threads()},
+                                {"omp_wait_policy", omp_wait_policy()},
+                                {"dtype", dtype_name(model->info().dtype)},
                                 {"trainable_parameters", reft.num_trainable_parameters()}};
     std::cout << j.dump() << "\n";
     return 0;
@@ -91,12 +99,16 @@ int run_bench_train(const Args& args) {
               model->info().architecture.c_str(), static_cast<long long>(model->num_parameters()),
               dtype_name(model->info().dtype).c_str(), at::get_num_threads(),
               omp_wait_policy().empty() ? "(unset)" : omp_wait_policy().c_str());
-  std::printf("reft       %zu interventions, %lld trainable parameters, batch %lld x %lld (labels on the second half)\n",
-              config.representations.size(), static_cast<long long>(reft.num_trainable_parameters()),
-              static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len));
+  std::printf(
+      "reft       %zu interventions, %lld trainable parameters, batch %lld x %lld (labels on the "
+      "second half)\n",
+      config.representations.size(), static_cast<long long>(reft.num_trainable_parameters()),
+      static_cast<long long>(o.batch_size), static_cast<long long>(o.seq_len));
   std::printf("machine    fp32 GEMM %.1f GFLOP/s\n", r.gemm_gflops);
-  std::printf("step       %.2f ms, %.0f tokens/s; %.2f + %.2f GFLOP (forward + backward) = %.1f%% of GEMM\n",
-              1e3 * r.step_s, r.tokens_per_s, r.forward_gflop, r.backward_gflop, 100 * r.mfu);
+  std::printf(
+      "step       %.2f ms, %.0f tokens/s; %.2f + %.2f GFLOP (forward + backward) = %.1f%% of "
+      "GEMM\n",
+      1e3 * r.step_s, r.tokens_per_s, r.forward_gflop, r.backward_gflop, 100 * r.mfu);
   return 0;
 }
 
@@ -105,7 +117,8 @@ int run_bench_train(const Args& args) {
 std::vector<Command> bench_commands() {
   auto flags = runtime_flags();
   std::vector<Flag> gen = {
-      {"model", "DIR", "", "HuggingFace model folder (e.g. one written by reft init-model --preset llama-110m)"},
+      {"model", "DIR", "",
+       "HuggingFace model folder (e.g. one written by reft init-model --preset llama-110m)"},
       {"prefill-batch", "B", "4", "prefill batch size"},
       {"prefill-tokens", "T", "128", "prefill tokens per row"},
       {"decode-prompt", "N", "16", "prompt length before decoding"},
@@ -119,19 +132,23 @@ std::vector<Command> bench_commands() {
       {"batch-size", "B", "4", "batch size"},
       {"seq-len", "T", "128", "tokens per row (prompt = first half, labels on the second half)"},
       {"steps", "N", "5", "timed steps (median reported)"},
-      {"prefix-cache", "", "", "reuse the frozen layers below the lowest intervention across steps"},
+      {"prefix-cache", "", "",
+       "reuse the frozen layers below the lowest intervention across steps"},
       {"json", "", "", "print one JSON object"},
   };
   for (auto& f : intervention_flags()) train.push_back(f);
   train.insert(train.end(), flags.begin(), flags.end());
   return {
       {"bench train",
-       "Time ReFT training steps (AdamW) on random data and report tokens/s and model-FLOP utilisation against "
+       "Time ReFT training steps (AdamW) on random data and report tokens/s and model-FLOP "
+       "utilisation against "
        "this machine's fp32 GEMM rate measured in the same run.",
-       "--model DIR [--layers L] [--position P] [--rank R] [--type T] [--batch-size B] [--seq-len T] [--json]", train,
-       run_bench_train},
+       "--model DIR [--layers L] [--position P] [--rank R] [--type T] [--batch-size B] [--seq-len "
+       "T] [--json]",
+       train, run_bench_train},
       {"bench generate",
-       "Prefill and decode speed, with this machine's fp32 GEMM rate and copy bandwidth measured in the same "
+       "Prefill and decode speed, with this machine's fp32 GEMM rate and copy bandwidth measured "
+       "in the same "
        "run: prefill model-FLOP utilisation and decode weight-bandwidth utilisation.",
        "--model DIR [--json] [flags]", gen, run_bench_generate},
   };

@@ -58,16 +58,19 @@ int run_eval(const Args& args) {
     auto logits = predict_logits(*loaded.classifier, data, batch);
     std::vector<size_t> all(data.examples.size());
     std::iota(all.begin(), all.end(), 0);
-    auto targets = loaded.classifier->targets(data, all);  // unknown labels fail here, naming file:line
+    auto targets =
+        loaded.classifier->targets(data, all);  // unknown labels fail here, naming file:line
     const auto& labels = loaded.classifier->labels();
     const auto m = classification_metrics(labels, logits, targets);
     result = m.to_json(labels);
     result["loss"] = loaded.classifier->loss(logits, targets).item<double>();
-    if (auto svg = args.maybe("confusion"); svg && !m.confusion.empty()) write_text(*svg, confusion_matrix_svg(m, labels));
+    if (auto svg = args.maybe("confusion"); svg && !m.confusion.empty())
+      write_text(*svg, confusion_matrix_svg(m, labels));
   } else {
     auto loaded = load_adapter(*o.model, args.get("adapter"), args.has("allow-base-mismatch"));
     auto data = make_lm_dataset(records, *o.tokenizer, o.data);
-    result = {{"examples", data.examples.size()}, {"loss", evaluate_loss(*loaded.reft, data, batch)}};
+    result = {{"examples", data.examples.size()},
+              {"loss", evaluate_loss(*loaded.reft, data, batch)}};
     if (!args.has("no-generate")) {
       // Exact match of greedy continuations with the reference completions.
       auto hooks = loaded.reft->generation_hooks(false);
@@ -84,7 +87,8 @@ int run_eval(const Args& args) {
         };
         hits += trim(o.tokenizer->decode(out[0].new_ids, true)) == trim(e.completion);
       }
-      result["exact_match"] = data.examples.empty() ? 0.0 : static_cast<double>(hits) / data.examples.size();
+      result["exact_match"] =
+          data.examples.empty() ? 0.0 : static_cast<double>(hits) / data.examples.size();
     }
   }
   const std::string text = result.dump(2) + "\n";
@@ -96,7 +100,9 @@ int run_eval(const Args& args) {
 int run_predict(const Args& args) {
   auto o = open_all(args);
   if (o.adapter_config.value("task", "causal_lm") != "classification")
-    usage_fail("[reft predict] expects a classification adapter; use reft generate --prompts-file for text");
+    usage_fail(
+        "[reft predict] expects a classification adapter; use reft generate --prompts-file for "
+        "text");
   auto loaded = load_classifier(*o.model, args.get("adapter"), args.has("allow-base-mismatch"));
   // Labels are not needed for prediction: give unlabelled records a placeholder.
   auto records = read_records(args.get("data"));
@@ -116,17 +122,21 @@ int run_predict(const Args& args) {
       for (int64_t k = 0; k < row.size(0); ++k)
         if (row[k].item<double>() > 0) on.push_back(labels.names[k]);
       j["prediction"] = on;
-      j["probabilities"] = std::vector<double>(row.sigmoid().to(torch::kFloat64).data_ptr<double>(),
-                                               row.sigmoid().to(torch::kFloat64).data_ptr<double>() + row.size(0));
+      j["probabilities"] =
+          std::vector<double>(row.sigmoid().to(torch::kFloat64).data_ptr<double>(),
+                              row.sigmoid().to(torch::kFloat64).data_ptr<double>() + row.size(0));
     } else {
       auto probs = row.softmax(-1).to(torch::kFloat64).contiguous();
       j["prediction"] = labels.names[row.argmax().item<int64_t>()];
-      j["probabilities"] = std::vector<double>(probs.data_ptr<double>(), probs.data_ptr<double>() + probs.numel());
+      j["probabilities"] =
+          std::vector<double>(probs.data_ptr<double>(), probs.data_ptr<double>() + probs.numel());
     }
     out += j.dump() + "\n";
   }
-  if (auto path = args.maybe("output")) write_text(*path, out);
-  else std::cout << out;
+  if (auto path = args.maybe("output"))
+    write_text(*path, out);
+  else
+    std::cout << out;
   return 0;
 }
 
@@ -137,7 +147,8 @@ std::vector<Flag> common_flags() {
       {"data", "FILE", "", ".jsonl/.json/.csv records"},
       {"batch-size", "B", "16", "examples per forward"},
       {"output", "FILE", "", "also write the result to FILE"},
-      {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
+      {"allow-base-mismatch", "", "",
+       "load an adapter trained on a different checkpoint of the same shape"},
   };
   for (auto& x : data_flags()) f.push_back(x);
   for (auto& x : runtime_flags()) f.push_back(x);
@@ -148,14 +159,19 @@ std::vector<Flag> common_flags() {
 
 std::vector<Command> eval_commands() {
   auto eval = common_flags();
-  eval.push_back({"confusion", "FILE", "", "classification: write the confusion matrix as an SVG picture"});
-  eval.push_back({"no-generate", "", "", "causal LM: skip the exact-match generations (loss only)"});
+  eval.push_back(
+      {"confusion", "FILE", "", "classification: write the confusion matrix as an SVG picture"});
+  eval.push_back(
+      {"no-generate", "", "", "causal LM: skip the exact-match generations (loss only)"});
   return {
       {"eval",
-       "Evaluate an adapter on labelled data. Classification: accuracy, macro-F1, Matthews correlation (or "
-       "Pearson/Spearman for regression), confusion matrix. Causal LM: loss and exact match of greedy generations. "
+       "Evaluate an adapter on labelled data. Classification: accuracy, macro-F1, Matthews "
+       "correlation (or "
+       "Pearson/Spearman for regression), confusion matrix. Causal LM: loss and exact match of "
+       "greedy generations. "
        "Prints JSON.",
-       "--model DIR --adapter DIR --data FILE [--confusion FILE.svg] [--output FILE.json]", eval, run_eval},
+       "--model DIR --adapter DIR --data FILE [--confusion FILE.svg] [--output FILE.json]", eval,
+       run_eval},
       {"predict", "Predict labels with a classification adapter: one JSON object per record.",
        "--model DIR --adapter DIR --data FILE [--output FILE.jsonl]", common_flags(), run_predict},
   };

@@ -3,9 +3,9 @@
 #include <torch/torch.h>
 
 #include <fstream>
-#include <optional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli.h"
 #include "reft/adapter.h"
@@ -13,8 +13,8 @@
 #include "reft/error.h"
 #include "reft/generate.h"
 #include "reft/model.h"
-#include "reft/pyreft.h"
 #include "reft/presets.h"
+#include "reft/pyreft.h"
 #include "reft/runtime.h"
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
@@ -61,7 +61,8 @@ int run_generate(const Args& args) {
   apply_runtime_flags(args);
   const std::string dir = args.get("model");
   const int sources = args.has("prompt") + args.has("prompt-ids") + args.has("prompts-file");
-  if (sources != 1) usage_fail("[reft generate] expected exactly one of --prompt, --prompt-ids or --prompts-file");
+  if (sources != 1)
+    usage_fail("[reft generate] expected exactly one of --prompt, --prompt-ids or --prompts-file");
   if (args.has("intervene-generated") && !args.has("adapter"))
     usage_fail("[--intervene-generated] needs --adapter");
   GenerationOptions g;
@@ -82,14 +83,17 @@ int run_generate(const Args& args) {
   const std::string tmpl = prompt_template(args, adapter);
   const bool print_ids = args.has("print-ids");
   std::unique_ptr<Tokenizer> tokenizer;
-  if (!args.has("prompt-ids") || !print_ids || !g.stop_strings.empty()) tokenizer = Tokenizer::load(dir);
+  if (!args.has("prompt-ids") || !print_ids || !g.stop_strings.empty())
+    tokenizer = Tokenizer::load(dir);
   std::vector<std::string> texts;
   std::vector<std::vector<int64_t>> prompts;
   if (args.has("prompt-ids")) {
     prompts.push_back(parse_ids(args.get("prompt-ids"), "prompt-ids"));
   } else {
-    if (args.has("prompt")) texts.push_back(args.get("prompt"));
-    else texts = read_lines(args.get("prompts-file"));
+    if (args.has("prompt"))
+      texts.push_back(args.get("prompt"));
+    else
+      texts = read_lines(args.get("prompts-file"));
     for (const auto& t : texts) prompts.push_back(tokenizer->encode(apply_template(tmpl, t), true));
   }
   if (tokenizer && tokenizer->pad_id()) g.pad_token_id = *tokenizer->pad_id();
@@ -101,8 +105,10 @@ int run_generate(const Args& args) {
     auto results = generate(*model, prompts, g, hooks.get(), tokenizer.get());
     for (size_t i = 0; i < results.size(); ++i) {
       nlohmann::ordered_json j = {{"prompt", texts[i]}};
-      if (print_ids) j["new_ids"] = results[i].new_ids;
-      else j["completion"] = tokenizer->decode(results[i].new_ids, true);
+      if (print_ids)
+        j["new_ids"] = results[i].new_ids;
+      else
+        j["completion"] = tokenizer->decode(results[i].new_ids, true);
       j["stopped"] = results[i].stopped;
       std::cout << j.dump() << "\n";
     }
@@ -110,10 +116,11 @@ int run_generate(const Args& args) {
   }
   std::unique_ptr<TextStreamer> streamer;
   if (!print_ids) streamer = std::make_unique<TextStreamer>(*tokenizer);
-  auto results = generate(*model, prompts, g, hooks.get(), tokenizer.get(), [&](int64_t, int64_t token) {
-    if (streamer) std::cout << streamer->push(token) << std::flush;
-    return true;
-  });
+  auto results =
+      generate(*model, prompts, g, hooks.get(), tokenizer.get(), [&](int64_t, int64_t token) {
+        if (streamer) std::cout << streamer->push(token) << std::flush;
+        return true;
+      });
   if (print_ids) {
     std::cout << json_ids(results[0].new_ids) << "\n";
   } else {
@@ -125,7 +132,8 @@ int run_generate(const Args& args) {
 // ---- tokenize ----
 
 // One --input record: a string to encode or an array of ids to decode, itself or under `field`.
-void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohmann::json& record, const std::string& where) {
+void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohmann::json& record,
+                     const std::string& where) {
   const std::string field = args.get("field");
   const nlohmann::json* value = &record;
   if (record.is_object()) {
@@ -135,7 +143,8 @@ void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohman
   }
   if (value->is_string()) {
     const auto ids = tokenizer.encode(value->get<std::string>(), !args.has("no-special"));
-    std::cout << (args.has("tokens") ? nlohmann::json(tokenizer.tokens(ids)).dump() : json_ids(ids)) << "\n";
+    std::cout << (args.has("tokens") ? nlohmann::json(tokenizer.tokens(ids)).dump() : json_ids(ids))
+              << "\n";
     return;
   }
   if (value->is_array()) {
@@ -148,7 +157,8 @@ void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohman
     std::cout << nlohmann::json(tokenizer.decode(ids, args.has("skip-special"))).dump() << "\n";
     return;
   }
-  fail("[", where, "] expected a string to encode or an array of ids to decode, found ", value->dump());
+  fail("[", where, "] expected a string to encode or an array of ids to decode, found ",
+       value->dump());
 }
 
 int run_tokenize(const Args& args) {
@@ -216,7 +226,8 @@ std::vector<std::vector<int64_t>> read_ids_file(const std::string& path) {
     try {
       rows.push_back(parse_ids(line, "ids-file"));
     } catch (const UsageError& e) {
-      fail("[", path, ":", line_no, "] expected whitespace-separated token ids, found '", line, "'");
+      fail("[", path, ":", line_no, "] expected whitespace-separated token ids, found '", line,
+           "'");
     }
   }
   if (rows.empty()) fail("[", path, "] expected at least one line of ids, found none");
@@ -229,7 +240,8 @@ int run_forward(const Args& args) {
   const int given = args.has("ids") + args.has("text") + args.has("ids-file");
   if (given != 1) usage_fail("[reft forward] expected exactly one of --ids, --text or --ids-file");
   const std::string padding = args.get("padding");
-  if (padding != "left" && padding != "right") usage_fail("[--padding] expected left or right, found '", padding, "'");
+  if (padding != "left" && padding != "right")
+    usage_fail("[--padding] expected left or right, found '", padding, "'");
   std::vector<std::vector<int64_t>> rows;
   if (args.has("ids")) rows.push_back(parse_ids(args.get("ids"), "ids"));
   if (args.has("ids-file")) rows = read_ids_file(args.get("ids-file"));
@@ -240,7 +252,8 @@ int run_forward(const Args& args) {
     if (rows[i].empty()) usage_fail("[reft forward] sequence ", i, " is empty");
     for (int64_t id : rows[i])
       if (id >= model->info().vocab_size)
-        usage_fail("[reft forward] token id ", id, " is outside the vocabulary [0, ", model->info().vocab_size, ")");
+        usage_fail("[reft forward] token id ", id, " is outside the vocabulary [0, ",
+                   model->info().vocab_size, ")");
     T = std::max<int64_t>(T, rows[i].size());
   }
   const int64_t B = rows.size();
@@ -265,19 +278,24 @@ int run_forward(const Args& args) {
     batch.attention_mask = mask;
     const int64_t prompt_length = args.get_int("prompt-length");
     for (const auto& row : rows)
-      batch.prompt_lengths.push_back(prompt_length > 0 ? std::min<int64_t>(prompt_length, row.size()) : row.size());
+      batch.prompt_lengths.push_back(
+          prompt_length > 0 ? std::min<int64_t>(prompt_length, row.size()) : row.size());
     out = adapter->reft->forward(batch, in);
   } else {
     out = model->forward(in);
   }
-  std::vector<std::pair<std::string, torch::Tensor>> tensors = {{"input_ids", ids}, {"attention_mask", mask}};
-  if (out.logits.defined()) tensors.emplace_back("logits", out.logits.to(torch::kFloat32));  // headless: none
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {{"input_ids", ids},
+                                                                {"attention_mask", mask}};
+  if (out.logits.defined())
+    tensors.emplace_back("logits", out.logits.to(torch::kFloat32));  // headless: none
   for (size_t i = 0; i < out.hidden_states.size(); ++i)
     tensors.emplace_back("hidden." + std::to_string(i), out.hidden_states[i].to(torch::kFloat32));
-  if (model->info().causal) tensors.emplace_back("last_block_raw", out.last_block.to(torch::kFloat32));
+  if (model->info().causal)
+    tensors.emplace_back("last_block_raw", out.last_block.to(torch::kFloat32));
   save_safetensors(args.get("out"), tensors);
   std::cerr << "wrote " << args.get("out") << ": "
-            << (out.logits.defined() ? "logits " + str(out.logits.sizes()) : std::string("no logits (headless model)"))
+            << (out.logits.defined() ? "logits " + str(out.logits.sizes())
+                                     : std::string("no logits (headless model)"))
             << ", " << out.hidden_states.size() << " hidden states\n";
   return 0;
 }
@@ -309,7 +327,8 @@ int run_inspect(const Args& args) {
     std::cout << j.dump() << "\n";
     return 0;
   }
-  for (const auto& [k, v] : j.items()) std::cout << k << std::string(26 - k.size(), ' ') << v.dump() << "\n";
+  for (const auto& [k, v] : j.items())
+    std::cout << k << std::string(26 - k.size(), ' ') << v.dump() << "\n";
   if (args.has("tensors"))
     for (const auto& [name, t] : model->parameters())
       std::cout << "  " << name << " " << t.sizes() << " " << dtype_name(t.scalar_type()) << "\n";
@@ -343,12 +362,16 @@ int run_init_model(const Args& args) {
 std::vector<Command> model_commands() {
   return {
       {"generate",
-       "Generate a continuation of a prompt with a decoder (greedy unless --temperature > 0). Prints only the "
+       "Generate a continuation of a prompt with a decoder (greedy unless --temperature > 0). "
+       "Prints only the "
        "generated text to stdout, streaming.",
-       "--model DIR (--prompt TEXT | --prompt-ids \"1 2 3\" | --prompts-file F) [--adapter DIR] [flags]",
+       "--model DIR (--prompt TEXT | --prompt-ids \"1 2 3\" | --prompts-file F) [--adapter DIR] "
+       "[flags]",
        with_runtime({
-           {"model", "DIR", "", "HuggingFace model folder (config.json, model.safetensors, tokenizer)"},
-           {"prompt", "TEXT", "", "prompt text (tokenized with the model's tokenizer, special tokens added)"},
+           {"model", "DIR", "",
+            "HuggingFace model folder (config.json, model.safetensors, tokenizer)"},
+           {"prompt", "TEXT", "",
+            "prompt text (tokenized with the model's tokenizer, special tokens added)"},
            {"prompt-ids", "IDS", "", "prompt token ids instead of text, e.g. \"1 2 3\""},
            {"max-new-tokens", "N", "128", "maximum number of generated tokens"},
            {"temperature", "T", "0", "sampling temperature; 0 = greedy"},
@@ -356,33 +379,42 @@ std::vector<Command> model_commands() {
            {"top-p", "P", "1", "nucleus sampling mass; 1 = off"},
            {"repetition-penalty", "R", "1", "HF repetition penalty; 1 = off"},
            {"seed", "S", "0", "sampling seed"},
-           {"prompts-file", "F", "", "one prompt per line, generated as a batch; prints one JSON object per prompt"},
-           {"adapter", "DIR", "", "apply a trained adapter (interventions at the prompt positions during prefill)"},
+           {"prompts-file", "F", "",
+            "one prompt per line, generated as a batch; prints one JSON object per prompt"},
+           {"adapter", "DIR", "",
+            "apply a trained adapter (interventions at the prompt positions during prefill)"},
            {"template", "T", "", "prompt template (default: the adapter's, else none)"},
            {"intervene-generated", "", "", "with --adapter: also edit every generated token"},
-           {"position", "P", "", "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
-           {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
+           {"position", "P", "",
+            "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
+           {"allow-base-mismatch", "", "",
+            "load an adapter trained on a different checkpoint of the same shape"},
            {"stop", "TEXT", "", "stop once the continuation contains TEXT"},
            {"ignore-eos", "", "", "do not stop on the model's eos ids"},
            {"print-ids", "", "", "print the new ids as a JSON array instead of text"},
        }),
        run_generate},
-      {"tokenize", "Tokenize text and print the ids as a JSON array (a folder with only tokenizer files is enough).",
+      {"tokenize",
+       "Tokenize text and print the ids as a JSON array (a folder with only tokenizer files is "
+       "enough).",
        "--model DIR (--text TEXT | --decode \"1 2 3\" | --input FILE.jsonl) [flags]",
        {
-           {"model", "DIR", "", "folder with tokenizer.json, tokenizer.model, vocab.json+merges.txt or vocab.txt"},
+           {"model", "DIR", "",
+            "folder with tokenizer.json, tokenizer.model, vocab.json+merges.txt or vocab.txt"},
            {"text", "TEXT", "", "text to encode"},
            {"no-special", "", "", "do not add special tokens (BOS, [CLS], …)"},
            {"tokens", "", "", "print the token strings instead of ids"},
            {"decode", "IDS", "", "decode these ids and print the text as a JSON string"},
            {"skip-special", "", "", "with --decode: drop special tokens"},
-           {"input", "FILE", "", "JSON Lines, one output line per record: a string (or an object's --field) is "
-                                 "encoded; an array of ids is decoded"},
+           {"input", "FILE", "",
+            "JSON Lines, one output line per record: a string (or an object's --field) is "
+            "encoded; an array of ids is decoded"},
            {"field", "NAME", "text", "with --input: the field of object records"},
        },
        run_tokenize},
       {"forward",
-       "Run one forward pass and write logits (B,T,V), hidden.<i> for i = 0..L (HF output_hidden_states) and "
+       "Run one forward pass and write logits (B,T,V), hidden.<i> for i = 0..L (HF "
+       "output_hidden_states) and "
        "last_block_raw to a safetensors file.",
        "--model DIR (--ids \"1 2 3\" | --text TEXT | --ids-file F) --out FILE.safetensors [flags]",
        with_runtime({
@@ -391,14 +423,19 @@ std::vector<Command> model_commands() {
            {"text", "TEXT", "", "one text, tokenized with special tokens"},
            {"ids-file", "F", "", "a batch: one sequence of ids per line, padded by the tool"},
            {"padding", "SIDE", "right", "padding side for --ids-file: left or right"},
-           {"adapter", "DIR", "", "apply a trained adapter; the logits are then the intervened ones"},
-           {"prompt-length", "N", "0", "with --adapter: prompt tokens per row for the position spec (0 = all)"},
-           {"position", "P", "", "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
-           {"allow-base-mismatch", "", "", "load an adapter trained on a different checkpoint of the same shape"},
+           {"adapter", "DIR", "",
+            "apply a trained adapter; the logits are then the intervened ones"},
+           {"prompt-length", "N", "0",
+            "with --adapter: prompt tokens per row for the position spec (0 = all)"},
+           {"position", "P", "",
+            "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
+           {"allow-base-mismatch", "", "",
+            "load an adapter trained on a different checkpoint of the same shape"},
            {"out", "FILE", "", "output .safetensors"},
        }),
        run_forward},
-      {"inspect", "Print a model's architecture, configuration, parameter count, dtypes and fingerprint.",
+      {"inspect",
+       "Print a model's architecture, configuration, parameter count, dtypes and fingerprint.",
        "--model DIR [--json] [--tensors]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace model folder"},
@@ -407,13 +444,17 @@ std::vector<Command> model_commands() {
        }),
        run_inspect},
       {"init-model",
-       "Write a small seeded random LLaMA in real HuggingFace format (config.json, generation_config.json, "
-       "model.safetensors, tokenizer.json): the built-in default for demos and tests. Presets: tiny, llama-110m.",
+       "Write a small seeded random LLaMA in real HuggingFace format (config.json, "
+       "generation_config.json, "
+       "model.safetensors, tokenizer.json): the built-in default for demos and tests. Presets: "
+       "tiny, llama-110m.",
        "(--preset tiny|llama-110m | --config FILE) --out DIR [--seed S]",
        with_runtime({
-           {"preset", "NAME", "tiny", "tiny (hidden 64, 4 layers, vocab 512) or llama-110m (hidden 768, 12 layers, "
-                                      "vocab 32000)"},
-           {"config", "FILE", "", "instead of a preset: a config.json of any supported architecture (weights only)"},
+           {"preset", "NAME", "tiny",
+            "tiny (hidden 64, 4 layers, vocab 512) or llama-110m (hidden 768, 12 layers, "
+            "vocab 32000)"},
+           {"config", "FILE", "",
+            "instead of a preset: a config.json of any supported architecture (weights only)"},
            {"out", "DIR", "", "output folder"},
            {"seed", "S", "0", "random seed of the weights"},
        }),

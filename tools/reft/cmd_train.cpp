@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <iostream>
 #include <numeric>
 #include <random>
-#include <iostream>
 
 #include "cli.h"
 #include "reft/adapter.h"
@@ -29,8 +29,10 @@ namespace {
 std::string format_duration(double s) {
   const int total = static_cast<int>(s + 0.5);
   char buf[32];
-  if (total >= 3600) std::snprintf(buf, sizeof buf, "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60);
-  else std::snprintf(buf, sizeof buf, "%d:%02d", total / 60, total % 60);
+  if (total >= 3600)
+    std::snprintf(buf, sizeof buf, "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%d:%02d", total / 60, total % 60);
   return buf;
 }
 
@@ -38,7 +40,8 @@ std::string format_duration(double s) {
 
 std::vector<Flag> intervention_flags() {
   return {
-      {"config", "FILE", "", "ReFT config JSON (pyreft vocabulary); replaces the intervention flags below"},
+      {"config", "FILE", "",
+       "ReFT config JSON (pyreft vocabulary); replaces the intervention flags below"},
       {"layers", "L", "all", "layers to intervene on: \"3;9\", \"0-4\" or all"},
       {"component", "C", "block_output",
        "site: block_input, attention_input, attention_output, mlp_input, mlp_output, block_output"},
@@ -47,8 +50,10 @@ std::vector<Flag> intervention_flags() {
       {"position", "P", "l1", "prompt positions: f1+l1, l1, f7+l7, all, or a list 0,3,-1"},
       {"share-weights", "", "", "one intervention per layer for prefix and suffix positions"},
       {"dropout", "P", "0", "dropout on the edit"},
-      {"act-fn", "F", "linear", "activation on the learned source (linear, relu, gelu, silu, tanh)"},
-      {"orthogonal", "M", "lean", "parametrization of R: lean (no D×D buffer) or pyreft (bit-exact with pyreft)"},
+      {"act-fn", "F", "linear",
+       "activation on the learned source (linear, relu, gelu, silu, tanh)"},
+      {"orthogonal", "M", "lean",
+       "parametrization of R: lean (no D×D buffer) or pyreft (bit-exact with pyreft)"},
   };
 }
 
@@ -77,16 +82,20 @@ std::vector<Flag> data_flags() {
   return {
       {"format", "F", "auto", "auto, prompt-completion, alpaca or chat"},
       {"text-field", "NAME", "text", "classification text field"},
-      {"text-pair-field", "NAME", "text_pair", "classification second text (sentence pairs), when present"},
-      {"label-field", "NAME", "label", "classification label field (strings, integers, numbers for regression, lists for "
-                                       "multi-label)"},
+      {"text-pair-field", "NAME", "text_pair",
+       "classification second text (sentence pairs), when present"},
+      {"label-field", "NAME", "label",
+       "classification label field (strings, integers, numbers for regression, lists for "
+       "multi-label)"},
       {"prompt-field", "NAME", "prompt", "prompt field (prompt-completion)"},
-      {"completion-field", "NAME", "completion", "completion field, appended to the prompt verbatim"},
+      {"completion-field", "NAME", "completion",
+       "completion field, appended to the prompt verbatim"},
       {"instruction-field", "NAME", "instruction", "alpaca instruction field"},
       {"input-field", "NAME", "input", "alpaca input field"},
       {"output-field", "NAME", "output", "alpaca output field"},
       {"messages-field", "NAME", "messages", "chat messages field ([{role, content}, …])"},
-      {"template", "T", "none", "prompt template: none, alpaca, chatml, llama2, llama3, zephyr or a string with {prompt}"},
+      {"template", "T", "none",
+       "prompt template: none, alpaca, chatml, llama2, llama3, zephyr or a string with {prompt}"},
       {"max-length", "N", "512", "truncate examples to N tokens (with a warning)"},
       {"no-eos", "", "", "do not append the EOS token to completions"},
   };
@@ -141,8 +150,8 @@ TrainCallbacks progress_printer() {
   TrainCallbacks cb;
   cb.on_step = [](const TrainEvent& e) {
     std::fprintf(stderr, "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n",
-                 static_cast<long long>(e.step), static_cast<long long>(e.total_steps), e.epoch, e.loss, e.lr,
-                 e.tokens_per_s, format_duration(e.eta_s).c_str());
+                 static_cast<long long>(e.step), static_cast<long long>(e.total_steps), e.epoch,
+                 e.loss, e.lr, e.tokens_per_s, format_duration(e.eta_s).c_str());
   };
   cb.on_eval = [](const EvalResult& r) {
     std::fprintf(stderr, "eval at step %lld: loss %.4f", static_cast<long long>(r.step), r.loss);
@@ -153,8 +162,8 @@ TrainCallbacks progress_printer() {
   return cb;
 }
 
-void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::string& data, int64_t examples,
-                    int64_t eval_examples) {
+void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::string& data,
+                    int64_t examples, int64_t eval_examples) {
   const auto& i = reft.base().info();
   std::fprintf(stderr, "model         %s (%lld layers, hidden %lld, %s)\n", i.architecture.c_str(),
                static_cast<long long>(i.num_layers), static_cast<long long>(i.hidden_size),
@@ -163,17 +172,23 @@ void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::str
                static_cast<long long>(examples), static_cast<long long>(eval_examples));
   const auto& c = reft.config();
   std::string layers;
-  for (const auto& r : c.representations) layers += (layers.empty() ? "" : ",") + std::to_string(r.layer) +
-                                                     (r.part == PositionPart::kAll ? "" : r.part == PositionPart::kPrefix ? "f" : "l");
+  for (const auto& r : c.representations)
+    layers += (layers.empty() ? "" : ",") + std::to_string(r.layer) +
+              (r.part == PositionPart::kAll      ? ""
+               : r.part == PositionPart::kPrefix ? "f"
+                                                 : "l");
   const auto& o = c.representations[0].intervention;
-  std::fprintf(stderr, "interventions %zu × %s rank %lld at %s [%s], positions %s%s, R %s\n", c.representations.size(),
-               std::string(intervention_type_name(o.type)).c_str(), static_cast<long long>(o.low_rank_dimension),
+  std::fprintf(stderr, "interventions %zu × %s rank %lld at %s [%s], positions %s%s, R %s\n",
+               c.representations.size(), std::string(intervention_type_name(o.type)).c_str(),
+               static_cast<long long>(o.low_rank_dimension),
                std::string(component_name(c.representations[0].component)).c_str(), layers.c_str(),
                c.positions.c_str(), c.share_weights ? " (shared)" : "",
                std::string(orthogonal_mode_name(o.orthogonal)).c_str());
-  std::fprintf(stderr, "optimizer     AdamW lr %g, %s schedule, warmup %g/%lld steps, weight decay %g, clip %g\n", t.lr,
-               std::string(schedule_name(t.schedule)).c_str(), t.warmup_ratio, static_cast<long long>(t.warmup_steps),
-               t.weight_decay, t.max_grad_norm);
+  std::fprintf(
+      stderr,
+      "optimizer     AdamW lr %g, %s schedule, warmup %g/%lld steps, weight decay %g, clip %g\n",
+      t.lr, std::string(schedule_name(t.schedule)).c_str(), t.warmup_ratio,
+      static_cast<long long>(t.warmup_steps), t.weight_decay, t.max_grad_norm);
   std::fprintf(stderr, "batches       %lld × %lld accumulated, %s, seed %llu, %d threads\n",
                static_cast<long long>(t.batch_size), static_cast<long long>(t.grad_accum),
                t.max_steps > 0 ? ("max " + std::to_string(t.max_steps) + " steps").c_str()
@@ -199,16 +214,19 @@ int run_train(const Args& args) {
     usage_fail("[--task] expected causal_lm or classification, found '", task, "'");
   const bool classification = task == "classification";
   const std::string data_path = args.get("data");
-  if (classification && data_path == "builtin") usage_fail("[--data] classification needs a data file");
+  if (classification && data_path == "builtin")
+    usage_fail("[--data] classification needs a data file");
   auto records = data_path == "builtin" ? builtin_example_records() : read_records(data_path);
   const auto make = [&](const std::vector<Record>& r) {
-    return classification ? make_classification_dataset(r, *tokenizer, dopt) : make_lm_dataset(r, *tokenizer, dopt);
+    return classification ? make_classification_dataset(r, *tokenizer, dopt)
+                          : make_lm_dataset(r, *tokenizer, dopt);
   };
   auto train = make(records);
   std::optional<Dataset> eval;
   if (auto e = args.maybe("eval-data")) eval = make(read_records(*e));
   const double fraction = args.get_double("eval-fraction");
-  if (fraction < 0 || fraction >= 1) usage_fail("[--eval-fraction] expected a value in [0, 1), found ", fraction);
+  if (fraction < 0 || fraction >= 1)
+    usage_fail("[--eval-fraction] expected a value in [0, 1), found ", fraction);
   if (fraction > 0 && !eval) {
     // A deterministic split: the last ⌈fraction·N⌉ examples after a seeded shuffle.
     std::vector<size_t> order(train.examples.size());
@@ -234,19 +252,24 @@ int run_train(const Args& args) {
     auto labels = infer_labels(train, args.get_int("num-labels"));
     ReftClassifier classifier(reft, labels, args.get_double("head-dropout"), topt.seed);
     std::fprintf(stderr, "task          classification (%s), %lld labels, head %s\n%s\n",
-                 std::string(problem_type_name(labels.problem)).c_str(), static_cast<long long>(labels.num_labels()),
+                 std::string(problem_type_name(labels.problem)).c_str(),
+                 static_cast<long long>(labels.num_labels()),
                  classifier.head_from_checkpoint() ? "from the checkpoint" : "new",
                  classifier.trainable_parameters_summary().c_str());
-    summary = train_classifier(classifier, train, eval ? &*eval : nullptr, topt, progress_printer());
+    summary =
+        train_classifier(classifier, train, eval ? &*eval : nullptr, topt, progress_printer());
   } else {
-    summary = train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(), progress_printer());
+    summary =
+        train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(), progress_printer());
   }
   std::fprintf(stderr, "done: %lld steps in %.1f s, final loss %.4f; adapter written to %s\n",
-               static_cast<long long>(summary.steps), summary.seconds, summary.final_loss, topt.output_dir.c_str());
+               static_cast<long long>(summary.steps), summary.seconds, summary.final_loss,
+               topt.output_dir.c_str());
   return 0;
 }
 
-std::string continuation(ReftModel* reft, Model& model, const Tokenizer& tok, const std::string& prompt, int64_t n) {
+std::string continuation(ReftModel* reft, Model& model, const Tokenizer& tok,
+                         const std::string& prompt, int64_t n) {
   GenerationOptions g;
   g.max_new_tokens = n;
   if (tok.pad_id()) g.pad_token_id = *tok.pad_id();
@@ -265,7 +288,8 @@ int run_demo(const Args& args) {
   std::string dir = args.maybe("model").value_or("");
   if (dir.empty()) {
     dir = out + "/tiny-model";
-    std::fprintf(stderr, "writing the built-in tiny model (seeded random LLaMA) to %s\n", dir.c_str());
+    std::fprintf(stderr, "writing the built-in tiny model (seeded random LLaMA) to %s\n",
+                 dir.c_str());
     write_preset_model("tiny", dir, 0);
   }
   auto model = load_model(dir);
@@ -285,24 +309,27 @@ int run_demo(const Args& args) {
   o.low_rank_dimension = args.get_int("rank");
   // Every prompt position of every layer: a random base model routes little information from the
   // last prompt token alone, so the demo edits the whole prompt (pyreft's "all"-positions setup).
-  ReftModel reft(*model, ReftConfig::build(parse_layers("all", model->info().num_layers), Component::kBlockOutput, o,
-                                           args.get("position"), false),
+  ReftModel reft(*model,
+                 ReftConfig::build(parse_layers("all", model->info().num_layers),
+                                   Component::kBlockOutput, o, args.get("position"), false),
                  topt.seed);
   print_resolved(reft, topt, "builtin", train.examples.size(), 0);
   std::vector<std::string> before;
   for (const auto& r : records)
-    before.push_back(continuation(nullptr, *model, *tokenizer, r.fields["prompt"].get<std::string>(), 24));
+    before.push_back(
+        continuation(nullptr, *model, *tokenizer, r.fields["prompt"].get<std::string>(), 24));
   const auto summary = train_reft(reft, train, nullptr, topt, tokenizer.get(), progress_printer());
-  std::printf("loss %.3f -> %.3f over %lld steps (%.1f s)\n\n", summary.losses.front(), summary.final_loss,
-              static_cast<long long>(summary.steps), summary.seconds);
+  std::printf("loss %.3f -> %.3f over %lld steps (%.1f s)\n\n", summary.losses.front(),
+              summary.final_loss, static_cast<long long>(summary.steps), summary.seconds);
   for (size_t i = 0; i < records.size(); ++i) {
     const std::string prompt = records[i].fields["prompt"].get<std::string>();
-    std::printf("prompt  %s\n  before  %s\n  after   %s\n  target %s\n\n", prompt.c_str(), before[i].c_str(),
-                continuation(&reft, *model, *tokenizer, prompt, 24).c_str(),
+    std::printf("prompt  %s\n  before  %s\n  after   %s\n  target %s\n\n", prompt.c_str(),
+                before[i].c_str(), continuation(&reft, *model, *tokenizer, prompt, 24).c_str(),
                 records[i].fields["completion"].get<std::string>().c_str());
   }
-  std::printf("adapter: %s (try: reft generate --model %s --adapter %s --prompt \"%s\")\n", topt.output_dir.c_str(),
-              dir.c_str(), topt.output_dir.c_str(), records[0].fields["prompt"].get<std::string>().c_str());
+  std::printf("adapter: %s (try: reft generate --model %s --adapter %s --prompt \"%s\")\n",
+              topt.output_dir.c_str(), dir.c_str(), topt.output_dir.c_str(),
+              records[0].fields["prompt"].get<std::string>().c_str());
   return 0;
 }
 
@@ -312,11 +339,13 @@ std::vector<Command> train_commands() {
   std::vector<Flag> train = {
       {"model", "DIR", "", "HuggingFace model folder (the frozen base)"},
       {"data", "FILE", "builtin", ".jsonl/.json/.csv records, or builtin (the example dataset)"},
-      {"output", "DIR", "reft-out", "output folder: adapter, checkpoint/, metrics.jsonl, summary.json, loss.svg"},
+      {"output", "DIR", "reft-out",
+       "output folder: adapter, checkpoint/, metrics.jsonl, summary.json, loss.svg"},
       {"eval-data", "FILE", "", "evaluation records (same format)"},
       {"eval-fraction", "F", "0", "hold out this fraction of --data for evaluation"},
-      {"task", "T", "causal_lm", "causal_lm (loss on completions) or classification (a head on the intervened "
-                                 "representation: first token for encoders, last real token for decoders)"},
+      {"task", "T", "causal_lm",
+       "causal_lm (loss on completions) or classification (a head on the intervened "
+       "representation: first token for encoders, last real token for decoders)"},
       {"num-labels", "N", "0", "number of labels (0 = from the data; 1 = regression)"},
       {"head-dropout", "P", "0", "dropout in the classification head"},
       {"epochs", "N", "3", "passes over the data"},
@@ -350,11 +379,13 @@ std::vector<Command> train_commands() {
   for (auto& f : runtime_flags()) demo.push_back(f);
   return {
       {"train",
-       "Train interventions on a frozen model (causal LM: loss on completion tokens only). Prints the resolved "
+       "Train interventions on a frozen model (causal LM: loss on completion tokens only). Prints "
+       "the resolved "
        "configuration and progress on stderr; writes the adapter and metrics into --output.",
        "--model DIR [--data FILE] [--output DIR] [flags]", train, run_train},
       {"demo",
-       "The main job on the built-in default: write a tiny seeded LLaMA, train a LoReFT on the built-in example "
+       "The main job on the built-in default: write a tiny seeded LLaMA, train a LoReFT on the "
+       "built-in example "
        "pairs, and show the loss falling and generations before and after.",
        "[--output DIR] [--steps N]", demo, run_demo},
   };

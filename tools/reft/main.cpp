@@ -23,10 +23,12 @@ std::vector<reft::cli::Command> all_commands() {
 }
 
 void print_overview(std::ostream& out, const std::vector<reft::cli::Command>& commands) {
-  out << "reft: Representation Finetuning of frozen HuggingFace models\n\nusage: reft <command> [flags]\n\n"
+  out << "reft: Representation Finetuning of frozen HuggingFace models\n\nusage: reft <command> "
+         "[flags]\n\n"
          "commands:\n";
-  for (const auto& c : commands) out << "  " << c.name << std::string(14 - std::min<size_t>(13, c.name.size()), ' ')
-                                     << c.summary.substr(0, c.summary.find('\n')) << "\n";
+  for (const auto& c : commands)
+    out << "  " << c.name << std::string(14 - std::min<size_t>(13, c.name.size()), ' ')
+        << c.summary.substr(0, c.summary.find('\n')) << "\n";
   out << "\nRun 'reft <command> --help' for the flags of a command.\n";
 }
 
@@ -48,7 +50,8 @@ bool needs_compute_runtime(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (needs_compute_runtime(argc, argv)) reft::reexec_with_passive_wait_policy(argv);
   const auto commands = all_commands();
-  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
     print_overview(argc < 2 ? std::cerr : std::cout, commands);
     return argc < 2 ? 2 : 0;
   }
@@ -67,7 +70,8 @@ int main(int argc, char** argv) {
   for (const auto& c : commands)
     if (c.name == name) command = &c;
   if (!command) {
-    std::cerr << "reft: error: unknown command '" << name << "'; run 'reft --help' for the list of commands\n";
+    std::cerr << "reft: error: unknown command '" << name
+              << "'; run 'reft --help' for the list of commands\n";
     return 2;
   }
   for (int i = first; i < argc; ++i)

@@ -25,8 +25,8 @@ void copy_message(const std::string& message, char* out, size_t capacity) {
 
 extern "C" {
 
-__attribute__((visibility("default"))) void* reft_spm_load(const char* proto, size_t size, char* error,
-                                                           size_t error_capacity) {
+__attribute__((visibility("default"))) void* reft_spm_load(const char* proto, size_t size,
+                                                           char* error, size_t error_capacity) {
   auto* processor = new (std::nothrow) sentencepiece::SentencePieceProcessor();
   if (!processor) {
     copy_message("out of memory", error, error_capacity);
@@ -50,7 +50,8 @@ __attribute__((visibility("default"))) int reft_spm_piece_size(void* handle) {
 }
 
 // Writes piece `id` into out (not terminated) and returns its full length; −1 for a bad id.
-__attribute__((visibility("default"))) long reft_spm_id_to_piece(void* handle, int id, char* out, size_t capacity) {
+__attribute__((visibility("default"))) long reft_spm_id_to_piece(void* handle, int id, char* out,
+                                                                 size_t capacity) {
   auto* p = static_cast<sentencepiece::SentencePieceProcessor*>(handle);
   if (id < 0 || id >= p->GetPieceSize()) return -1;
   const std::string& piece = p->IdToPiece(id);
@@ -59,16 +60,18 @@ __attribute__((visibility("default"))) long reft_spm_id_to_piece(void* handle, i
 }
 
 // Encodes text into ids (up to capacity) and returns how many there are; −1 on error.
-__attribute__((visibility("default"))) long reft_spm_encode(void* handle, const char* text, size_t size, int* ids,
-                                                            size_t capacity, char* error, size_t error_capacity) {
+__attribute__((visibility("default"))) long reft_spm_encode(void* handle, const char* text,
+                                                            size_t size, int* ids, size_t capacity,
+                                                            char* error, size_t error_capacity) {
   std::vector<int> out;
-  const auto status =
-      static_cast<sentencepiece::SentencePieceProcessor*>(handle)->Encode(std::string_view(text, size), &out);
+  const auto status = static_cast<sentencepiece::SentencePieceProcessor*>(handle)->Encode(
+      std::string_view(text, size), &out);
   if (!status.ok()) {
     copy_message(status.ToString(), error, error_capacity);
     return -1;
   }
-  if (const size_t n = std::min(capacity, out.size()); n > 0) std::memcpy(ids, out.data(), n * sizeof(int));
+  if (const size_t n = std::min(capacity, out.size()); n > 0)
+    std::memcpy(ids, out.data(), n * sizeof(int));
   return static_cast<long>(out.size());
 }
 
@@ -76,11 +79,16 @@ __attribute__((visibility("default"))) long reft_spm_encode(void* handle, const 
 __attribute__((visibility("default"))) int reft_spm_special_id(void* handle, int which) {
   auto* p = static_cast<sentencepiece::SentencePieceProcessor*>(handle);
   switch (which) {
-    case 0: return p->unk_id();
-    case 1: return p->bos_id();
-    case 2: return p->eos_id();
-    case 3: return p->pad_id();
-    default: return -1;
+    case 0:
+      return p->unk_id();
+    case 1:
+      return p->bos_id();
+    case 2:
+      return p->eos_id();
+    case 3:
+      return p->pad_id();
+    default:
+      return -1;
   }
 }
 

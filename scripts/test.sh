@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 
 jobs=$(nproc)
 if [ "${1:-}" = "--sanitize" ]; then
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREFT_SANITIZE=ON -DREFT_PCH=ON
+  # -O1 with line tables only: ASan's recommended setting, and far quicker to build than -O2 -g.
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" \
+    -DREFT_SANITIZE=ON -DREFT_PCH=ON
   cmake --build build-asan -j "$jobs" --target unit_tests
   # libtorch and OpenMP allocate at exit in ways ASan's leak checker reports as leaks; memory errors
   # and undefined behaviour still abort.

@@ -14,6 +14,7 @@
 #include "reft/model.h"
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
+#include "cli_util.h"
 #include "torch_test_util.h"
 #include "util/files.h"
 
@@ -452,15 +453,9 @@ TEST(ArchitectureConfigErrors, MismatchedCheckpointNamesTheTensor) {
 // ---- the tokenizer files of these families load through Tokenizer::load / `reft tokenize` ----
 
 std::string run_cli(const std::vector<std::string>& args) {
-  std::string cmd = REFT_CLI;
-  for (const auto& a : args) cmd += " '" + a + "'";
-  std::string out;
-  FILE* pipe = popen((cmd + " 2>/dev/null").c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  EXPECT_EQ(pclose(pipe), 0) << cmd;
-  return out;
+  const auto r = test::reft(args);
+  EXPECT_EQ(r.status, 0) << r.err;
+  return r.out;
 }
 
 bool cli_built() { return !std::string(REFT_CLI).empty() && fs::exists(REFT_CLI); }

@@ -377,20 +377,11 @@ void perturb(ReftModel& reft) {
   }
 }
 
-constexpr InterventionType kAllTypes[] = {
-    InterventionType::kLoReFT,      InterventionType::kNoReFT,
-    InterventionType::kDiReFT,      InterventionType::kNodiReFT,
-    InterventionType::kConsReFT,    InterventionType::kLoBiReFT,
-    InterventionType::kVanilla,     InterventionType::kAddition,
-    InterventionType::kSubtraction, InterventionType::kZero,
-    InterventionType::kCollect,     InterventionType::kLowRankRotated,
-    InterventionType::kRotated,     InterventionType::kBoundlessRotated,
-    InterventionType::kSigmoidMask};
 
 TEST(PyreftExport, EveryInterventionTypeRoundTripsWithIdenticalLogits) {
   Tiny tiny;
   const auto batch = random_batch(tiny.model->info().vocab_size);
-  for (auto type : kAllTypes)
+  for (auto type : test::kAllInterventionTypes)
     for (auto mode : kModes) {
       SCOPED_TRACE(std::string(intervention_type_name(type)) + " " + mode_name(mode));
       InterventionOptions o{.type = type, .low_rank_dimension = 4, .orthogonal = mode};

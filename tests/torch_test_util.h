@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "reft/intervention.h"
 #include "reft/model.h"
 #include "reft/presets.h"
 #include "test_util.h"
@@ -76,5 +77,16 @@ inline void write_tiny_model(const std::filesystem::path& dir, const nlohmann::j
   if (overrides.is_object()) config.update(overrides);
   write_random_model(dir, config, seed);
 }
+
+/// Every intervention type, for tests that cover them all.
+inline constexpr InterventionType kAllInterventionTypes[] = {
+    InterventionType::kLoReFT,      InterventionType::kNoReFT,
+    InterventionType::kDiReFT,      InterventionType::kNodiReFT,
+    InterventionType::kConsReFT,    InterventionType::kLoBiReFT,
+    InterventionType::kVanilla,     InterventionType::kAddition,
+    InterventionType::kSubtraction, InterventionType::kZero,
+    InterventionType::kCollect,     InterventionType::kLowRankRotated,
+    InterventionType::kRotated,     InterventionType::kBoundlessRotated,
+    InterventionType::kSigmoidMask};
 
 }  // namespace reft::test

@@ -128,15 +128,7 @@ TEST(Orthogonal, SetWeightReproducesAnyOrthonormalR) {
 
 // d(Σ w∘Φ(h, s)) by autograd vs central differences, in float64, for every parameter and input.
 TEST(Interventions, FiniteDifferenceGradientsInFloat64) {
-  const std::vector<InterventionType> types = {
-      InterventionType::kLoReFT,      InterventionType::kNoReFT,
-      InterventionType::kDiReFT,      InterventionType::kNodiReFT,
-      InterventionType::kConsReFT,    InterventionType::kLoBiReFT,
-      InterventionType::kVanilla,     InterventionType::kAddition,
-      InterventionType::kSubtraction, InterventionType::kZero,
-      InterventionType::kCollect,     InterventionType::kLowRankRotated,
-      InterventionType::kRotated,     InterventionType::kBoundlessRotated,
-      InterventionType::kSigmoidMask};
+  const auto& types = test::kAllInterventionTypes;
   for (const auto mode : {OrthogonalMode::kLean, OrthogonalMode::kPyreft}) {
     for (const auto type : types) {
       SCOPED_TRACE(std::string(intervention_type_name(type)) + " / " +

@@ -10,11 +10,11 @@
 #include <map>
 #include <set>
 
+#include "cli_util.h"
 #include "reft/error.h"
 #include "reft/model.h"
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
-#include "cli_util.h"
 #include "torch_test_util.h"
 #include "util/files.h"
 

@@ -377,7 +377,6 @@ void perturb(ReftModel& reft) {
   }
 }
 
-
 TEST(PyreftExport, EveryInterventionTypeRoundTripsWithIdenticalLogits) {
   Tiny tiny;
   const auto batch = random_batch(tiny.model->info().vocab_size);

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
+#include <thread>
+
 #include "torch_test_util.h"
 
 namespace reft {
@@ -56,6 +59,61 @@ TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
   auto x = torch::randn({1, 1, 96}), weight = torch::randn({50, 96});
   EXPECT_TRUE(tensors_close("linear (1, 1, D)", kernels::linear(x, weight, {}),
                             at::linear(x, weight), 1e-4, 1e-5));
+}
+
+TEST(Kernels, GemvMatchesMvOnOneAndSeveralThreads) {
+  torch::manual_seed(6);
+  torch::NoGradGuard no_grad;
+  const int threads = at::get_num_threads();
+  // Odd lengths exercise the 64-, 16- and 1-wide tails; 1030 × 770 is large enough to be split.
+  for (int n : {1, threads, 3})
+    for (auto [out, in] :
+         {std::pair<int64_t, int64_t>{7, 5}, {37, 70}, {64, 768}, {1030, 770}, {513, 2048}}) {
+      at::set_num_threads(n);
+      auto weight = torch::randn({out, in}), bias = torch::randn({out}), x = torch::randn({in});
+      const std::string what =
+          std::to_string(out) + "x" + std::to_string(in) + " on " + std::to_string(n) + " threads";
+      EXPECT_TRUE(tensors_close("gemv " + what, kernels::gemv(weight, {}, x), at::mv(weight, x),
+                                1e-4, 1e-5));
+      EXPECT_TRUE(tensors_close("gemv + bias " + what, kernels::gemv(weight, bias, x),
+                                at::addmv(bias, weight, x), 1e-4, 1e-5));
+      // A strided x (a column of a matrix) is accepted.
+      auto column = torch::randn({in, 3}).select(1, 1);
+      EXPECT_TRUE(tensors_close("gemv strided x " + what, kernels::gemv(weight, {}, column),
+                                at::mv(weight, column), 1e-4, 1e-5));
+    }
+  at::set_num_threads(threads);
+  // Not for this kernel: other dtypes, non-contiguous weights, wrong lengths.
+  EXPECT_FALSE(
+      kernels::gemv(torch::randn({4, 8}, torch::kFloat64), {}, torch::randn({8}, torch::kFloat64))
+          .defined());
+  EXPECT_FALSE(kernels::gemv(torch::randn({8, 4}).t(), {}, torch::randn({8})).defined());
+  EXPECT_FALSE(kernels::gemv(torch::randn({4, 8}), {}, torch::randn({7})).defined());
+}
+
+TEST(Kernels, GemvLeavesGradientsToAutograd) {
+  auto weight = torch::randn({4, 8}).requires_grad_(true);
+  EXPECT_FALSE(kernels::gemv(weight, {}, torch::randn({8})).defined());
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(kernels::gemv(weight, {}, torch::randn({8})).defined());
+}
+
+TEST(Kernels, GemvFromConcurrentCallers) {
+  // Callers that find the helper team busy run their product alone; every result stays exact.
+  torch::manual_seed(7);
+  torch::NoGradGuard no_grad;
+  auto weight = torch::randn({1024, 512}), x = torch::randn({512});
+  const auto expected = kernels::gemv(weight, {}, x);
+  std::vector<std::thread> callers;
+  std::atomic<int> mismatches{0};
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&] {
+      torch::NoGradGuard inner;
+      for (int i = 0; i < 200; ++i)
+        if (!torch::equal(kernels::gemv(weight, {}, x), expected)) ++mismatches;
+    });
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(Kernels, RotaryMatchesRotateHalf) {

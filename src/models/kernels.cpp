@@ -1,5 +1,7 @@
 #include "models/kernels.h"
 
+#include "util/spin_team.h"
+
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
 
@@ -521,6 +523,58 @@ class LinearFn : public torch::autograd::Function<LinearFn> {
   }
 };
 
+// ---- matrix–vector product (decode steps) ----
+
+// One output per row: a dot product of the row with x over four independent 16-lane partial sums,
+// so the loads of a row stream at the memory's pace rather than at one add's latency.
+using f32x16 = float __attribute__((vector_size(64)));
+
+__attribute__((always_inline)) inline f32x16 load16(const float* p) {
+  f32x16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+REFT_MULTIVERSION void gemv_rows(const float* w, const float* x, const float* bias, float* y,
+                                 int64_t begin, int64_t end, int64_t in) {
+  for (int64_t o = begin; o < end; ++o) {
+    const float* r = w + o * in;
+    f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    int64_t i = 0;
+    for (; i + 64 <= in; i += 64) {
+      a0 += load16(r + i) * load16(x + i);
+      a1 += load16(r + i + 16) * load16(x + i + 16);
+      a2 += load16(r + i + 32) * load16(x + i + 32);
+      a3 += load16(r + i + 48) * load16(x + i + 48);
+    }
+    for (; i + 16 <= in; i += 16) a0 += load16(r + i) * load16(x + i);
+    // Tree-sum the lanes (a chain of 16 scalar adds would cost as much as streaming the row).
+    using i32x16 = int32_t __attribute__((vector_size(64)));
+    f32x16 a = (a0 + a1) + (a2 + a3);
+    a += __builtin_shuffle(a, i32x16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+    a += __builtin_shuffle(a, i32x16{4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});
+    a += __builtin_shuffle(a, i32x16{2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});
+    float sum = a[0] + a[1];
+    for (; i < in; ++i) sum += r[i] * x[i];
+    y[o] = bias ? sum + bias[o] : sum;
+  }
+}
+
+struct GemvJob {
+  const float *w, *x, *bias;
+  float* y;
+  int64_t out, in;
+};
+
+void gemv_part(void* context, int part, int parts) {
+  const auto& j = *static_cast<const GemvJob*>(context);
+  // Equal row ranges, rounded to whole cache lines of y.
+  const int64_t step = (j.out + parts - 1) / parts;
+  const int64_t chunk = (step + 15) / 16 * 16;
+  const int64_t begin = std::min(j.out, part * chunk), end = std::min(j.out, begin + chunk);
+  gemv_rows(j.w, j.x, j.bias, j.y, begin, end, j.in);
+}
+
 }  // namespace
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
@@ -530,6 +584,30 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                       bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
   auto y = LinearFn::apply(x, weight);
   return bias.defined() ? y + bias : y;
+}
+
+torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& x) {
+  if (!fast_path(weight) || !fast_path(x) || (bias.defined() && !fast_path(bias)) ||
+      !weight.is_contiguous() || (bias.defined() && !bias.is_contiguous()) || x.dim() != 1 ||
+      x.size(0) != weight.size(1) ||
+      (torch::GradMode::is_enabled() &&
+       (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()))))
+    return {};
+  const auto xc = x.contiguous();
+  auto y = torch::empty({weight.size(0)}, weight.options());
+  GemvJob job{weight.data_ptr<float>(),
+              xc.data_ptr<float>(),
+              bias.defined() ? bias.data_ptr<float>() : nullptr,
+              y.data_ptr<float>(),
+              weight.size(0),
+              weight.size(1)};
+  // Split only products worth a helper's time (≥ 1 MiB of weights; a stories260K layer is less).
+  const int parts = weight.numel() >= (1 << 18) ? spin_team_size() : 1;
+  if (parts > 1)
+    spin_team_run(parts, gemv_part, &job);
+  else
+    gemv_part(&job, 0, 1);
+  return y;
 }
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

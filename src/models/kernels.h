@@ -17,6 +17,12 @@ namespace reft::kernels {
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias);
 
+/// W x + b for one vector x (in) without autograd (decode steps): each available thread streams
+/// its own rows of W, helpers kept awake across back-to-back products (util/spin_team.h).
+/// → (out). Returns an undefined tensor when the inputs do not suit the kernel (not float32 on
+/// the CPU, W not contiguous, or gradients wanted); the caller then uses at::mv.
+torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& x);
+
 /// x · rsqrt(mean(x², −1) + eps) · w over the last dim (HF LlamaRMSNorm, computed in float32).
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps);
 

@@ -12,7 +12,8 @@ torch::Tensor Linear::operator()(const torch::Tensor& x) const {
   const int64_t in = weight.size(1);
   if (x.numel() == in) {
     auto v = x.reshape({in});
-    auto y = bias.defined() ? at::addmv(bias, weight, v) : at::mv(weight, v);
+    auto y = kernels::gemv(weight, bias, v);
+    if (!y.defined()) y = bias.defined() ? at::addmv(bias, weight, v) : at::mv(weight, v);
     auto shape = x.sizes().vec();
     shape.back() = weight.size(0);
     return y.view(shape);

@@ -27,6 +27,12 @@ std::pair<torch::Tensor, std::vector<torch::Tensor>> run(F f, std::vector<torch:
   return {y.detach(), grads};
 }
 
+TEST(Kernels, SplitTheirWorkAcrossThreads) {
+  // Built without -fopenmp, at::parallel_for compiles to a serial loop and every kernel runs on
+  // one thread (results unchanged, prefill and training far slower).
+  EXPECT_TRUE(kernels::built_with_openmp());
+}
+
 TEST(Kernels, RmsNormMatchesTheFormula) {
   torch::manual_seed(0);
   auto x = torch::randn({3, 5, 48}), weight = torch::randn({48});

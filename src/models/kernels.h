@@ -10,6 +10,10 @@
 
 namespace reft::kernels {
 
+/// Whether this file was built with OpenMP: at::parallel_for is a header template, and without
+/// -fopenmp it silently runs every kernel on one thread.
+bool built_with_openmp();
+
 /// x Wᵀ + b for a frozen W (out, in) with (N, …, in) inputs, as one 2-D GEMM. Small products run
 /// on one BLAS thread: OpenBLAS's second thread makes a 400×64×344 product ~10× slower here, while
 /// large ones need both cores. The backward (dX = dY W) follows the same rule; W and b get

@@ -61,6 +61,13 @@ TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
       EXPECT_TRUE(tensors_close("dx " + what, fused.second[0], plain.second[0], 1e-4, 1e-5));
       EXPECT_TRUE(tensors_close("dw " + what, fused.second[1], plain.second[1], 1e-4, 1e-5));
     }
+  // Large products split their output columns across threads (an odd count: uneven blocks).
+  {
+    torch::NoGradGuard no_grad;
+    auto x = torch::randn({2, 260, 256}), weight = torch::randn({301, 256});
+    EXPECT_TRUE(tensors_close("linear, column blocks", kernels::linear(x, weight, {}),
+                              at::linear(x, weight), 1e-4, 1e-5));
+  }
   // A batch of one row in (B, T, D) form.
   auto x = torch::randn({1, 1, 96}), weight = torch::randn({50, 96});
   EXPECT_TRUE(tensors_close("linear (1, 1, D)", kernels::linear(x, weight, {}),
@@ -217,13 +224,32 @@ TEST(Kernels, AttentionForwardAndBackwardWithPaddingGqaAndWindow) {
 TEST(Kernels, DecodeAttentionMatchesReference) {
   torch::manual_seed(4);
   torch::NoGradGuard g;
-  auto q = torch::randn({2, 6, 1, 16}), k = torch::randn({2, 3, 9, 16}),
-       v = torch::randn({2, 3, 9, 16});
-  auto mask = torch::ones({2, 9}, torch::kInt64);
-  mask[0].narrow(0, 0, 2).fill_(0);
-  auto a = kernels::decode_attention(q, k, v, mask, 0.25, 0);
-  ASSERT_TRUE(a.defined());
-  EXPECT_TRUE(tensors_close("decode", a, reference_attention(q, k, v, mask, 0.25, 0), 1e-5));
+  // Head sizes below, at and above the 16- and 64-wide vector steps; one or two new queries;
+  // keys in a larger cache buffer (strided views); a left-padded row; a sliding window.
+  for (int64_t Dh : {8, 16, 64, 72})
+    for (int64_t T : {1, 2})
+      for (int64_t window : {0, 4}) {
+        const int64_t S = 11;
+        auto q = torch::randn({2, 6, T, Dh});
+        auto k = torch::randn({2, 3, S + 5, Dh}).narrow(2, 0, S);
+        auto v = torch::randn({2, 3, S + 5, Dh}).narrow(2, 0, S);
+        auto mask = torch::ones({2, S}, torch::kInt64);
+        mask[0].narrow(0, 0, 2).fill_(0);
+        const std::string what = "decode Dh " + std::to_string(Dh) + " T " + std::to_string(T) +
+                                 " window " + std::to_string(window);
+        auto a = kernels::decode_attention(q, k, v, mask, 0.25, window);
+        ASSERT_TRUE(a.defined()) << what;
+        EXPECT_TRUE(
+            tensors_close(what, a, reference_attention(q, k, v, mask, 0.25, window), 1e-5, 1e-5));
+      }
+  // A query that sees no key (its row is all padding) attends uniformly over every key, as HF's
+  // finite masking does.
+  auto q = torch::randn({1, 2, 1, 16}), k = torch::randn({1, 2, 5, 16}),
+       v = torch::randn({1, 2, 5, 16});
+  auto none = torch::zeros({1, 5}, torch::kInt64);
+  EXPECT_TRUE(tensors_close("decode, no visible key",
+                            kernels::decode_attention(q, k, v, none, 0.25, 0),
+                            v.mean(2).reshape({1, 1, 32}), 1e-5, 1e-5));
 }
 
 }  // namespace

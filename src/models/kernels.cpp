@@ -90,7 +90,7 @@ class RmsNormFn : public torch::autograd::Function<RmsNormFn> {
     auto rstd = torch::empty({rows}, xc.options());
     rms_forward(xc.data_ptr<float>(), w.contiguous().data_ptr<float>(), y.data_ptr<float>(),
                 rstd.data_ptr<float>(), rows, d, eps);
-    ctx->save_for_backward({xc, w, rstd});
+    if (ctx) ctx->save_for_backward({xc, w, rstd});
     return y;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -171,7 +171,7 @@ class RotaryFn : public torch::autograd::Function<RotaryFn> {
                                const torch::Tensor& cos, const torch::Tensor& sin) {
     auto y = torch::empty(x.sizes(), x.options());
     rotary_apply(x, cos, sin, y, /*transpose=*/false);
-    ctx->save_for_backward({cos, sin});
+    if (ctx) ctx->save_for_backward({cos, sin});
     return y;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -212,7 +212,7 @@ class SwigluFn : public torch::autograd::Function<SwigluFn> {
     at::parallel_for(0, rows, rows_grain(I), [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) swiglu_row(gp + r * gs, up_ + r * us, yp + r * I, I);
     });
-    ctx->save_for_backward({gate, up});
+    if (ctx) ctx->save_for_backward({gate, up});
     return y;
   }
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -440,6 +440,7 @@ class AttentionFn : public torch::autograd::Function<AttentionFn> {
             }
           });
     }
+    if (!ctx) return out.view({B, T, H * Dh});
     ctx->save_for_backward({q, k, v, probs});
     ctx->saved_data["scale"] = scale;
     ctx->saved_data["causal"] = causal;
@@ -516,14 +517,40 @@ torch::Tensor mm_policy(const torch::Tensor& a, const torch::Tensor& b) {
   return at::mm(a, b);
 }
 
+// x Wᵀ for a large product: each thread computes its own block of output columns with a
+// single-threaded GEMM. OpenBLAS's own threads would otherwise be a third pool beside libgomp's
+// (which runs the other kernels), each waking and yielding to the other between operations.
+torch::Tensor linear_columns(const torch::Tensor& x2, const torch::Tensor& w) {
+  const int64_t M = x2.size(0), K = x2.size(1), N = w.size(0);
+  if (M * K * N < kSmallGemm || !x2.is_contiguous() || !w.is_contiguous() ||
+      at::get_num_threads() < 2 || at::in_parallel_region())
+    return mm_policy(x2, w.t());
+  auto y = torch::empty({M, N}, x2.options());
+  const float* xp = x2.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  const int64_t threads = at::get_num_threads();
+  const int64_t block = (N + threads - 1) / threads;
+  SingleThreadedBlas single;
+  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = t * block, n = std::min(N, n0 + block) - n0;
+      if (n > 0) gemm(false, true, M, n, K, 1.0f, xp, K, wp + n0 * K, K, 0.0f, yp + n0, N);
+    }
+  });
+  return y;
+}
+
 class LinearFn : public torch::autograd::Function<LinearFn> {
  public:
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
                                const torch::Tensor& w) {
     auto x2 = x.reshape({-1, x.size(-1)});
-    auto y = mm_policy(x2, w.t());
-    ctx->save_for_backward({x2, w});
-    ctx->saved_data["shape"] = x.sizes().vec();
+    auto y = linear_columns(x2, w);
+    if (ctx) {
+      ctx->save_for_backward({x2, w});
+      ctx->saved_data["shape"] = x.sizes().vec();
+    }
     auto shape = x.sizes().vec();
     shape.back() = w.size(0);
     return y.view(shape);
@@ -552,10 +579,11 @@ __attribute__((always_inline)) inline f32x16 load16(const float* p) {
   return v;
 }
 
-REFT_MULTIVERSION void gemv_rows(const float* w, const float* x, const float* bias, float* y,
-                                 int64_t begin, int64_t end, int64_t in) {
+// y[o] = w[o·ldw : o·ldw + in] · x (+ bias[o]) for o in [begin, end).
+REFT_MULTIVERSION void gemv_rows(const float* w, int64_t ldw, const float* x, const float* bias,
+                                 float* y, int64_t begin, int64_t end, int64_t in) {
   for (int64_t o = begin; o < end; ++o) {
-    const float* r = w + o * in;
+    const float* r = w + o * ldw;
     f32x16 a0 = {}, a1 = {}, a2 = {}, a3 = {};
     int64_t i = 0;
     for (; i + 64 <= in; i += 64) {
@@ -589,7 +617,37 @@ void gemv_part(void* context, int part, int parts) {
   const int64_t step = (j.out + parts - 1) / parts;
   const int64_t chunk = (step + 15) / 16 * 16;
   const int64_t begin = std::min(j.out, part * chunk), end = std::min(j.out, begin + chunk);
-  gemv_rows(j.w, j.x, j.bias, j.y, begin, end, j.in);
+  gemv_rows(j.w, j.in, j.x, j.bias, j.y, begin, end, j.in);
+}
+
+// o = Σ_{s = lo … hi} p[s] · v[s·ldv : s·ldv + n] (keys a softmax zeroed are skipped).
+REFT_MULTIVERSION void weighted_rows(const float* p, const float* v, int64_t ldv, int64_t lo,
+                                     int64_t hi, float* o, int64_t n) {
+  std::fill(o, o + n, 0.0f);
+  for (int64_t s = lo; s <= hi; ++s) {
+    const float w = p[s];
+    if (w == 0) continue;
+    const float* vr = v + s * ldv;
+    for (int64_t i = 0; i < n; ++i) o[i] += w * vr[i];
+  }
+}
+
+// Runs a kernel through autograd only when some input needs a gradient: Function::apply builds a
+// graph node and records every input even under NoGradGuard, several microseconds per call that a
+// decode step (dozens of calls, ~1 ms of work in all) would pay for nothing. Fn::forward saves
+// nothing when given no context.
+bool wants_grad(const torch::Tensor& t) { return t.defined() && t.requires_grad(); }
+template <class T>
+bool wants_grad(const T&) {
+  return false;
+}
+
+template <class Fn, class... Args>
+torch::Tensor run(Args&&... args) {
+  if (torch::GradMode::is_enabled() && (wants_grad(args) || ...))
+    return Fn::apply(std::forward<Args>(args)...);
+  torch::NoGradGuard no_grad;
+  return Fn::forward(nullptr, std::forward<Args>(args)...);
 }
 
 }  // namespace
@@ -607,7 +665,7 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   if (!fast_path(x) || !fast_path(weight) || (bias.defined() && !fast_path(bias)))
     return at::linear(x, weight,
                       bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
-  auto y = LinearFn::apply(x, weight);
+  auto y = run<LinearFn>(x, weight);
   return bias.defined() ? y + bias : y;
 }
 
@@ -641,8 +699,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (!fast_path(q) || !fast_path(k) || !fast_path(v) || q.stride(3) != 1 || k.stride(3) != 1 ||
       v.stride(3) != 1)
     return {};
-  return AttentionFn::apply(q, k, v, key_mask.defined() ? key_mask : torch::Tensor(), scale, causal,
-                            sliding_window);
+  return run<AttentionFn>(q, k, v, key_mask.defined() ? key_mask : torch::Tensor(), scale, causal,
+                          sliding_window);
 }
 
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
@@ -651,7 +709,7 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
     auto y = xf * (xf.square().mean(-1, true) + eps).rsqrt();
     return weight * y.to(x.scalar_type());
   }
-  return RmsNormFn::apply(x, weight, eps);
+  return run<RmsNormFn>(x, weight, eps);
 }
 
 torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
@@ -662,14 +720,14 @@ torch::Tensor rotary(const torch::Tensor& x, const torch::Tensor& cos, const tor
     auto rotated = torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
     return x * cos + rotated * sin;
   }
-  return RotaryFn::apply(x, cos, sin);
+  return run<RotaryFn>(x, cos, sin);
 }
 
 torch::Tensor swiglu(const torch::Tensor& gate, const torch::Tensor& up) {
   if (!fast_path(gate) || !fast_path(up) || gate.sizes() != up.sizes() ||
       !rows_with_unit_stride(gate) || !rows_with_unit_stride(up))
     return torch::silu(gate) * up;
-  return SwigluFn::apply(gate, up);
+  return run<SwigluFn>(gate, up);
 }
 
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k,
@@ -696,38 +754,26 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k,
       const int64_t b = bh / H, h = bh % H, j = h / G;
       const float* kb = kp + b * ks[0] + j * ks[1];
       const float* vb = vp + b * vs[0] + j * vs[1];
+      const int64_t* keep = mp ? mp + b * S : nullptr;
       for (int64_t t = 0; t < T; ++t) {
         const float* qi = qp + b * qs[0] + h * qs[1] + t * qs[2];
-        const int64_t pos = S - T + t;  // this query's own key position
-        float peak = -std::numeric_limits<float>::infinity();
-        for (int64_t s = 0; s < S; ++s) {
-          const bool visible = s <= pos && (!mp || mp[b * S + s]) &&
-                               (sliding_window <= 0 || s > pos - sliding_window);
-          if (!visible) {
-            p[s] = -std::numeric_limits<float>::infinity();
-            continue;
-          }
-          const float* kr = kb + s * ks[2];
-          float dot = 0;
-          for (int64_t i = 0; i < Dh; ++i) dot += qi[i] * kr[i];
-          p[s] = dot * static_cast<float>(scale);
-          peak = std::max(peak, p[s]);
-        }
         float* o = op + (b * T + t) * H * Dh + h * Dh;
-        std::fill(o, o + Dh, 0.0f);
-        if (peak == -std::numeric_limits<float>::infinity()) {
+        // This query sits at key position `pos` and sees keys lo … hi (and the key mask).
+        const int64_t pos = S - T + t;
+        const int64_t lo = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
+        int64_t kept = pos - lo + 1;
+        if (keep)
+          for (int64_t s = lo; s <= pos; ++s) kept -= keep[s] ? 0 : 1;
+        if (kept <= 0) {
           // No visible key (a padded query): HF's finite mask gives uniform weights over all keys.
-          for (int64_t s = 0; s < S; ++s) p[s] = 1.0f / S;
-        } else {
-          float total = 0;
-          for (int64_t s = 0; s < S; ++s) total += p[s] = std::exp(p[s] - peak);
-          for (int64_t s = 0; s < S; ++s) p[s] /= total;
+          std::fill(p.begin(), p.end(), 1.0f / S);
+          weighted_rows(p.data(), vb, vs[2], 0, S - 1, o, Dh);
+          continue;
         }
-        for (int64_t s = 0; s < S; ++s) {
-          if (p[s] == 0) continue;
-          const float* vr = vb + s * vs[2];
-          for (int64_t i = 0; i < Dh; ++i) o[i] += p[s] * vr[i];
-        }
+        gemv_rows(kb, ks[2], qi, nullptr, p.data(), lo, pos + 1, Dh);  // raw scores q·k
+        softmax_range(p.data(), lo, pos, kept == pos - lo + 1 ? nullptr : keep,
+                      static_cast<float>(scale));
+        weighted_rows(p.data(), vb, vs[2], lo, pos, o, Dh);
       }
     }
   });

@@ -4,6 +4,7 @@
 
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <cmath>
@@ -686,7 +687,17 @@ torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const
               weight.size(1)};
   // Split only products worth a helper's time (≥ 1 MiB of weights; a stories260K layer is less).
   const int parts = weight.numel() >= (1 << 18) ? spin_team_size() : 1;
-  if (parts > 1)
+  // With OMP_WAIT_POLICY=ACTIVE libgomp's idle threads spin anyway: a polling team beside them
+  // would only take their cores, so the products use them instead.
+  static const bool omp_spins = [] {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    return policy && strcasecmp(policy, "active") == 0;
+  }();
+  if (parts > 1 && omp_spins)
+    at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t part = begin; part < end; ++part) gemv_part(&job, part, parts);
+    });
+  else if (parts > 1)
     spin_team_run(parts, gemv_part, &job);
   else
     gemv_part(&job, 0, 1);

@@ -57,9 +57,10 @@ TEST(GoldenForward, AllModels) {
                                   out.hidden_states[i], golden[c + "hidden." + std::to_string(i)],
                                   1e-4, 0, mask));
       }
-      if (golden.count(c + "last_block_raw"))
+      if (golden.count(c + "last_block_raw")) {
         EXPECT_TRUE(tensors_close(name + " " + c + "last_block_raw", out.last_block,
                                   golden[c + "last_block_raw"], 1e-4, 0, mask));
+      }
       EXPECT_EQ(out.hidden_states.size(), static_cast<size_t>(model->info().num_layers + 1));
       ++checked;
     }

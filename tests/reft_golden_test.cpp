@@ -126,9 +126,10 @@ TEST(ReftGolden, LogitsLossAndGradientsOfEveryCase) {
       EXPECT_TRUE(
           tensors_close(f.stem().string() + " " + key, p.value().grad(), c.t.at(key), 1e-5, 1e-3));
     }
-    if (rotate && c.t.count("grad.R"))
+    if (rotate && c.t.count("grad.R")) {
       EXPECT_TRUE(tensors_close(f.stem().string() + " grad.R", rotate->last_weight().grad(),
                                 c.t.at("grad.R"), 1e-5, 1e-3));
+    }
     // The printed summary, verbatim.
     EXPECT_EQ(c.reft->trainable_parameters_summary(),
               c.meta["print_trainable_parameters"].get<std::string>());
@@ -148,9 +149,11 @@ TEST(ReftGolden, PyreftModeReproducesInitialisationFromSeed) {
     ReftModel fresh(*c.model, config, meta["init_seed"].get<uint64_t>());
     for (auto& p : fresh.interventions()[0]->named_parameters())
       EXPECT_TRUE(tensors_close("init " + p.key(), p.value(), c.t.at("param." + p.key()), 1e-6));
-    for (auto& b : fresh.interventions()[0]->named_buffers())
-      if (c.t.count("buffer." + b.key()))
+    for (auto& b : fresh.interventions()[0]->named_buffers()) {
+      if (c.t.count("buffer." + b.key())) {
         EXPECT_TRUE(tensors_close("init " + b.key(), b.value(), c.t.at("buffer." + b.key()), 1e-5));
+      }
+    }
   }
 }
 

@@ -52,14 +52,14 @@ bool fast_path(const torch::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == torch::kFloat32;
 }
 
-// Parallel chunks get at least ATen's grain of work (32K elements, or ~2 MFLOP of attention):
-// waking a sleeping thread costs more than a small chunk.
+// Parallel chunks get at least ~100 µs of work (256K elements, or ~16 MFLOP of attention): waking
+// a sleeping (passive) libgomp thread costs tens of microseconds, more than a small chunk saves.
 int64_t rows_grain(int64_t elements_per_row) {
-  return std::max<int64_t>(16,
-                           (32768 + elements_per_row - 1) / std::max<int64_t>(1, elements_per_row));
+  return std::max<int64_t>(
+      16, ((1 << 18) + elements_per_row - 1) / std::max<int64_t>(1, elements_per_row));
 }
 int64_t tasks_grain(double flops_per_task) {
-  return std::max<int64_t>(1, static_cast<int64_t>(2e6 / std::max(1.0, flops_per_task)));
+  return std::max<int64_t>(1, static_cast<int64_t>(1.6e7 / std::max(1.0, flops_per_task)));
 }
 
 // ---- RMSNorm ----

@@ -5,6 +5,9 @@
 
 #include <torch/torch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <thread>
 
@@ -111,8 +114,37 @@ TEST(Kernels, GemvLeavesGradientsToAutograd) {
   EXPECT_TRUE(kernels::gemv(weight, {}, torch::randn({8})).defined());
 }
 
+// At least two intra-op threads for one test (a test binary starts with libtorch's default).
+struct TwoThreads {
+  int before = at::get_num_threads();
+  TwoThreads() { at::set_num_threads(std::max(2, before)); }
+  ~TwoThreads() { at::set_num_threads(before); }
+};
+
+TEST(Kernels, GemvInAForkedChild) {
+  // The child of a fork has none of the parent's helper threads; its products must still finish.
+  TwoThreads two;
+  torch::manual_seed(8);
+  torch::NoGradGuard no_grad;
+  auto weight = torch::randn({1024, 512}), x = torch::randn({512});
+  const auto expected = kernels::gemv(weight, {}, x);  // the parent's team now exists
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    alarm(20);  // a hang ends the child with SIGALRM
+    // libtorch sets a forked child to one thread; a program may raise it again.
+    at::set_num_threads(2);
+    const bool same = torch::equal(kernels::gemv(weight, {}, x), expected);
+    _exit(same ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
 TEST(Kernels, GemvFromConcurrentCallers) {
   // Callers that find the helper team busy run their product alone; every result stays exact.
+  TwoThreads two;
   torch::manual_seed(7);
   torch::NoGradGuard no_grad;
   auto weight = torch::randn({1024, 512}), x = torch::randn({512});

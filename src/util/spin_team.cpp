@@ -1,6 +1,7 @@
 #include "util/spin_team.h"
 
 #include <ATen/Parallel.h>
+#include <pthread.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <thread>
 #include <vector>
 
@@ -30,7 +32,11 @@ class Team {
  public:
   static Team& get() {
     // Never destroyed: helpers may still be polling when static destructors run at exit.
-    static Team* team = new Team;
+    static Team* team = [] {
+      auto* t = new Team;
+      pthread_atfork(nullptr, nullptr, [] { get().forget_helpers(); });
+      return t;
+    }();
     return *team;
   }
 
@@ -58,6 +64,14 @@ class Team {
   }
 
  private:
+  // In a forked child only the forking thread exists: the helpers (and whoever held the lock) are
+  // gone, so the child starts a team of its own. Their records are leaked, not destroyed.
+  void forget_helpers() {
+    for (auto& h : helpers_) (void)h.release();
+    helpers_.clear();
+    new (&mutex_) std::mutex;
+  }
+
   struct Helper {
     std::atomic<uint32_t> go{0};  // bumped once per job for this helper
     // Set while the helper blocks: libstdc++'s notify makes a futex call even with no waiter.

@@ -1,5 +1,6 @@
 #include "models/kernels.h"
 
+#include "reft/runtime.h"
 #include "util/spin_team.h"
 
 #include <ATen/Parallel.h>
@@ -316,29 +317,34 @@ REFT_MULTIVERSION void softmax_range(float* row, int64_t lo, int64_t hi, const i
   for (int64_t s = lo; s <= hi; ++s) row[s] *= inv;
 }
 
-// Rows t_begin … t_end − 1 of p (row t at p + t·S). Returns whether some row saw no key and was
-// spread uniformly over all S keys (its products then need every key).
+// One row of S scores in place: softmax of scale·row over the keys lo … hi that `keep` (or null:
+// all) marks real, 0 elsewhere. A row with no such key is spread uniformly over all S keys, as
+// HF's finite masking does; returns true then (its products need every key).
+bool softmax_row(float* row, int64_t lo, int64_t hi, int64_t S, const int64_t* keep, float scale) {
+  int64_t kept = hi - lo + 1;
+  if (keep)
+    for (int64_t s = lo; s <= hi; ++s) kept -= keep[s] ? 0 : 1;
+  if (kept <= 0) {
+    std::fill(row, row + S, 1.0f / S);
+    return true;
+  }
+  std::fill(row, row + lo, 0.0f);
+  std::fill(row + hi + 1, row + S, 0.0f);
+  // Rows whose keys are all real take the vectorized path.
+  softmax_range(row, lo, hi, kept == hi - lo + 1 ? nullptr : keep, scale);
+  return false;
+}
+
+// Rows t_begin … t_end − 1 of p (row t at p + t·S). Returns whether some row saw no key.
 bool masked_softmax(float* p, int64_t t_begin, int64_t t_end, int64_t T, int64_t S, int64_t b,
                     const MaskSpec& m, float scale) {
   const int64_t* keep = m.key_mask ? m.key_mask + b * S : nullptr;
   bool uniform = false;
   for (int64_t t = t_begin; t < t_end; ++t) {
-    float* row = p + t * S;
     const int64_t pos = S - T + t;
     const int64_t hi = m.causal ? std::min(pos, S - 1) : S - 1;
     const int64_t lo = m.window > 0 ? std::max<int64_t>(0, pos - m.window + 1) : 0;
-    int64_t kept = hi - lo + 1;
-    if (keep)
-      for (int64_t s = lo, n = kept; s < lo + n; ++s) kept -= keep[s] ? 0 : 1;
-    if (kept <= 0) {
-      for (int64_t s = 0; s < S; ++s) row[s] = 1.0f / S;  // HF's finite masking: uniform
-      uniform = true;
-      continue;
-    }
-    std::fill(row, row + lo, 0.0f);
-    std::fill(row + hi + 1, row + S, 0.0f);
-    // Rows whose keys are all real take the vectorized path.
-    softmax_range(row, lo, hi, kept == hi - lo + 1 ? nullptr : keep, scale);
+    uniform = softmax_row(p + t * S, lo, hi, S, keep, scale) || uniform;
   }
   return uniform;
 }
@@ -674,8 +680,7 @@ torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const
   if (!fast_path(weight) || !fast_path(x) || (bias.defined() && !fast_path(bias)) ||
       !weight.is_contiguous() || (bias.defined() && !bias.is_contiguous()) || x.dim() != 1 ||
       x.size(0) != weight.size(1) ||
-      (torch::GradMode::is_enabled() &&
-       (x.requires_grad() || weight.requires_grad() || (bias.defined() && bias.requires_grad()))))
+      (torch::GradMode::is_enabled() && (wants_grad(x) || wants_grad(weight) || wants_grad(bias))))
     return {};
   const auto xc = x.contiguous();
   auto y = torch::empty({weight.size(0)}, weight.options());
@@ -689,10 +694,7 @@ torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const
   const int parts = weight.numel() >= (1 << 18) ? spin_team_size() : 1;
   // With OMP_WAIT_POLICY=ACTIVE libgomp's idle threads spin anyway: a polling team beside them
   // would only take their cores, so the products use them instead.
-  static const bool omp_spins = [] {
-    const char* policy = std::getenv("OMP_WAIT_POLICY");
-    return policy && strcasecmp(policy, "active") == 0;
-  }();
+  static const bool omp_spins = strcasecmp(omp_wait_policy().c_str(), "active") == 0;
   if (parts > 1 && omp_spins)
     at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
       for (int64_t part = begin; part < end; ++part) gemv_part(&job, part, parts);
@@ -769,22 +771,12 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k,
       for (int64_t t = 0; t < T; ++t) {
         const float* qi = qp + b * qs[0] + h * qs[1] + t * qs[2];
         float* o = op + (b * T + t) * H * Dh + h * Dh;
-        // This query sits at key position `pos` and sees keys lo … hi (and the key mask).
+        // This query sits at key position `pos` and sees keys lo … pos (and the key mask).
         const int64_t pos = S - T + t;
         const int64_t lo = sliding_window > 0 ? std::max<int64_t>(0, pos - sliding_window + 1) : 0;
-        int64_t kept = pos - lo + 1;
-        if (keep)
-          for (int64_t s = lo; s <= pos; ++s) kept -= keep[s] ? 0 : 1;
-        if (kept <= 0) {
-          // No visible key (a padded query): HF's finite mask gives uniform weights over all keys.
-          std::fill(p.begin(), p.end(), 1.0f / S);
-          weighted_rows(p.data(), vb, vs[2], 0, S - 1, o, Dh);
-          continue;
-        }
         gemv_rows(kb, ks[2], qi, nullptr, p.data(), lo, pos + 1, Dh);  // raw scores q·k
-        softmax_range(p.data(), lo, pos, kept == pos - lo + 1 ? nullptr : keep,
-                      static_cast<float>(scale));
-        weighted_rows(p.data(), vb, vs[2], lo, pos, o, Dh);
+        const bool uniform = softmax_row(p.data(), lo, pos, S, keep, static_cast<float>(scale));
+        weighted_rows(p.data(), vb, vs[2], uniform ? 0 : lo, uniform ? S - 1 : pos, o, Dh);
       }
     }
   });

@@ -392,6 +392,77 @@ TEST(Sites, EveryArchitectureFiresEverySiteOncePerLayer) {
     })) << family;
 }
 
+// ---- every architecture honours the start_layer contract (frozen-prefix caching) ----
+
+// Adds delta · linspace(−1, 1, D) at one site (not a constant, which LayerNorm would erase).
+class AddAt : public SiteHooks {
+ public:
+  AddAt(int layer, Component component, double delta)
+      : layer_(layer), component_(component), delta_(delta) {}
+  bool wants(int layer, Component c) const override { return layer == layer_ && c == component_; }
+  torch::Tensor at_site(int, Component, const torch::Tensor& h) override {
+    ++fired;
+    return h + delta_ * torch::linspace(-1, 1, h.size(-1), h.options());
+  }
+  int fired = 0;
+
+ private:
+  int layer_;
+  Component component_;
+  double delta_;
+};
+
+// Resuming at layer s from the block input of s (= the block output of s − 1, computed without
+// hooks) fires the block_output site of s − 1 on it, then runs layers s … L − 1: the result equals
+// the full forward with the same hook. BERT/RoBERTa once skipped that site.
+TEST(Sites, EveryArchitectureResumesFromACachedLayer) {
+  const std::vector<nlohmann::json> configs = {
+      llama_family_config("LlamaForCausalLM", "llama"),
+      llama_family_config("MistralForCausalLM", "mistral"),
+      llama_family_config("Qwen2ForCausalLM", "qwen2"),
+      gpt2_config(),
+      encoder_config("BertForMaskedLM"),
+      encoder_config("RobertaForSequenceClassification"),
+  };
+  for (const auto& config : configs) {
+    const std::string arch = config["architectures"][0];
+    SCOPED_TRACE(arch);
+    TempDir tmp;
+    auto model = random_model(tmp, config);
+    auto ids = torch::randint(4, kVocab, {2, 5}, torch::kInt64);
+    auto mask = torch::tensor({{1, 1, 1, 1, 1}, {1, 1, 1, 0, 0}}, torch::kInt64);
+    torch::NoGradGuard g;
+    constexpr int kStart = 2;
+    AddAt full_hook(kStart - 1, Component::kBlockOutput, 0.25);
+    ForwardInput full;
+    full.input_ids = ids;
+    full.attention_mask = mask;
+    full.hooks = &full_hook;
+    const auto expected = model->forward(full);
+    EXPECT_EQ(full_hook.fired, 1);
+
+    ForwardInput head;
+    head.input_ids = ids;
+    head.attention_mask = mask;
+    head.stop_layer = kStart;
+    const auto prefix = model->forward(head).last_block;
+    AddAt resume_hook(kStart - 1, Component::kBlockOutput, 0.25);
+    ForwardInput tail = full;
+    tail.hooks = &resume_hook;
+    tail.start_layer = kStart;
+    tail.start_hidden = prefix;
+    const auto resumed = model->forward(tail);
+    EXPECT_EQ(resume_hook.fired, 1);
+    EXPECT_TRUE(
+        tensors_close("resumed last_hidden", resumed.last_hidden, expected.last_hidden, 1e-6));
+    EXPECT_TRUE(tensors_close("resumed logits", resumed.logits, expected.logits, 1e-6));
+    // The hook really changes the result, so the comparison above can fail.
+    head.stop_layer = -1;
+    const auto unhooked = model->forward(head).last_hidden;
+    EXPECT_GT((unhooked - expected.last_hidden).abs().max().item<double>(), 1e-3);
+  }
+}
+
 // ---- config errors name config.json and the field, on one line ----
 
 void expect_config_error(const nlohmann::json& config, const std::string& needle) {

@@ -17,15 +17,7 @@ double measure_gemm_gflops(torch::Dtype dtype = torch::kFloat32, int64_t n = 204
 /// preallocated tensor, GB/s (median of repeats).
 double measure_copy_gbps(int64_t bytes = 256ll << 20, double seconds = 1.0);
 
-/// FLOPs of one forward over a (B, T) batch of a decoder, counting what the model needs: every
-/// linear map (2 per weight per token), attention (q·k and p·v over all past + T keys of each
-/// query, as computed — the PaLM/Megatron convention), and the LM head only on `logits_rows` rows.
-double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past,
-                             int64_t logits_rows);
-
-/// Weight bytes one decode step reads: every layer weight, the final norm and the LM head
-/// (the embedding contributes one row).
-double decoder_step_weight_bytes(const Model& model);
+// FLOP and byte counts come from the architecture: Model::forward_cost() (reft/model.h).
 
 struct GenerateBenchOptions {
   int64_t prefill_batch = 4, prefill_tokens = 128;

@@ -123,6 +123,28 @@ struct LoadOptions {
   torch::Device device = torch::kCPU;
 };
 
+/// What a forward costs, as the architecture counts it; benchmarks report speed as a ratio of
+/// these counts to this machine's ceilings. FLOPs count a multiply-add as 2.
+struct ForwardCost {
+  int64_t num_layers = 0;      // L
+  double layer_flops = 0;      // the linear maps of one layer, per token
+  double attention_flops = 0;  // q·kᵀ and p·v of one layer, per query token and key attended
+  double head_flops = 0;       // the output head (LM, MLM or classification), per output row
+  double weight_bytes = 0;     // weight bytes one token's forward reads (one decode step):
+                               // every layer, the final norm and head, one row per embedding
+
+  /// FLOPs of a forward over a (B, T) batch with `past` cached keys per row, running layers
+  /// [first_layer, L) and the head on `head_rows` rows. Attention is counted as computed, over
+  /// every key of the window (past + T per query, as PaLM and Megatron count it; the causal mask
+  /// hides half the scores but the products are still formed).
+  double flops(int64_t B, int64_t T, int64_t past, int64_t head_rows,
+               int64_t first_layer = 0) const {
+    const double tokens = static_cast<double>(B) * T;
+    const double per_layer = layer_flops * tokens + attention_flops * tokens * (past + T);
+    return static_cast<double>(num_layers - first_layer) * per_layer + head_flops * head_rows;
+  }
+};
+
 /// A frozen model. Parameters never require grad; forward is safe to call from one thread at a
 /// time (it caches rotary tables).
 class Model {
@@ -144,8 +166,12 @@ class Model {
   /// The output head weight (V, D) of an LM; used for logits at arbitrary hidden states.
   virtual torch::Tensor lm_head_weight() const { return {}; }
 
-  /// Applies the final norm + LM head to hidden states (…, D) → (…, V) (decoders and MLM).
-  virtual torch::Tensor logits_from_hidden(const torch::Tensor& last_hidden) const = 0;
+  /// Applies the final norm + LM head to hidden states before the final norm (…, D), e.g.
+  /// ForwardOutput::last_block → (…, V) (decoders and MLM). Throws reft::Error without a head.
+  virtual torch::Tensor logits_from_hidden(const torch::Tensor& hidden) const = 0;
+
+  /// FLOPs per token and weight bytes of this architecture (see ForwardCost).
+  virtual ForwardCost forward_cost() const = 0;
 
   /// Applies the checkpoint's own sequence-classification head (BERT: pooler → classifier;
   /// RoBERTa: classifier.dense → tanh → out_proj) to pooled rows (N, D), e.g. ForwardOutput::pooled

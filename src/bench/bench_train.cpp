@@ -11,15 +11,11 @@ namespace reft {
 
 std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int64_t T,
                                            int64_t labelled_rows, int64_t start_layer) {
-  const auto& info = reft.base().info();
-  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads,
-               Dh = info.head_dim;
-  const double I = info.intermediate_size, V = info.vocab_size, L = info.num_layers;
-  const double linear =
-      2 * (D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I) * B * T;  // one layer
-  const double attention =
-      2 * 2 * H * Dh * (T * T) * B;  // one layer, every key (see decoder_forward_flops)
-  const double head = 2 * D * V * labelled_rows;
+  const ForwardCost cost = reft.base().forward_cost();
+  const double D = reft.base().info().hidden_size, L = cost.num_layers;
+  const double linear = cost.layer_flops * B * T;             // one layer
+  const double attention = cost.attention_flops * B * T * T;  // one layer, every key
+  const double head = cost.head_flops * labelled_rows;
   const double lowest = static_cast<double>(reft.lowest_layer());
   // Interventions: a few (N, D)×(D, r) products each; counted as 4·N·D·r·2 per intervention.
   double interventions = 0;

@@ -57,41 +57,9 @@ double measure_copy_gbps(int64_t bytes, double seconds) {
   return 2.0 * static_cast<double>(src.numel()) * 4 / t / 1e9;
 }
 
-double decoder_forward_flops(const ModelInfo& info, int64_t B, int64_t T, int64_t past,
-                             int64_t logits_rows) {
-  const double D = info.hidden_size, H = info.num_heads, Hkv = info.num_kv_heads,
-               Dh = info.head_dim;
-  const double I = info.intermediate_size;
-  const double linear_params = D * (H * Dh + 2 * Hkv * Dh) + H * Dh * D + 3 * D * I;
-  // Attention is counted as computed, over every key of the window (past + T per query), as PaLM
-  // and Megatron count it: the causal mask hides half the scores but the products are still formed.
-  // q·k and p·v are 2·Dh FLOPs per head and key each.
-  const double keys = T * (past + T);
-  const double attention = 2 * 2 * H * Dh * keys;
-  return info.num_layers * (2 * linear_params * B * T + attention * B) +
-         2.0 * D * info.vocab_size * logits_rows;
-}
-
-double decoder_step_weight_bytes(const Model& model) {
-  double bytes = 0;
-  for (const auto& [name, t] : model.parameters()) {
-    // Fused projections are registered as views of one buffer: count each view once as a slice.
-    if (name.find("embed_tokens") != std::string::npos || name.find("wte") != std::string::npos) {
-      bytes += t.size(-1) * t.element_size();  // one row looked up
-      continue;
-    }
-    bytes += static_cast<double>(t.numel()) * t.element_size();
-  }
-  const auto head = model.lm_head_weight();
-  const bool tied =
-      head.defined() && std::any_of(model.parameters().begin(), model.parameters().end(),
-                                    [&](const auto& p) { return p.second.is_same(head); });
-  if (head.defined() && tied) bytes += static_cast<double>(head.numel()) * head.element_size();
-  return bytes;
-}
-
 GenerateBenchResult bench_generate(Model& model, const GenerateBenchOptions& opt) {
   const auto& info = model.info();
+  const ForwardCost cost = model.forward_cost();
   GenerateBenchResult r;
   r.gemm_gflops = measure_gemm_gflops();
   r.copy_gbps = measure_copy_gbps();
@@ -107,8 +75,7 @@ GenerateBenchResult bench_generate(Model& model, const GenerateBenchOptions& opt
   const double prefill_s = median_time([&] { model.forward(in); }, 0.0, opt.repeats);
   r.prefill_tokens_per_s = opt.prefill_batch * opt.prefill_tokens / prefill_s;
   r.prefill_gflops =
-      decoder_forward_flops(info, opt.prefill_batch, opt.prefill_tokens, 0, opt.prefill_batch) /
-      prefill_s / 1e9;
+      cost.flops(opt.prefill_batch, opt.prefill_tokens, 0, opt.prefill_batch) / prefill_s / 1e9;
   r.prefill_mfu = r.prefill_gflops / r.gemm_gflops;
 
   auto prompt_t = torch::randint(low, info.vocab_size, {opt.decode_prompt}, gen, torch::kInt64);
@@ -128,7 +95,7 @@ GenerateBenchResult bench_generate(Model& model, const GenerateBenchOptions& opt
   const double total_s = median_time([&] { generate(model, {prompt}, g); }, 0.0, opt.repeats);
   const double decode_s = std::max(total_s - prompt_s, 1e-9);
   r.decode_tokens_per_s = (opt.decode_tokens - 1) / decode_s;
-  r.decode_gbps = decoder_step_weight_bytes(model) * r.decode_tokens_per_s / 1e9;
+  r.decode_gbps = cost.weight_bytes * r.decode_tokens_per_s / 1e9;
   r.decode_bandwidth_utilisation = r.decode_gbps / r.copy_gbps;
   return r;
 }

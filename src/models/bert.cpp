@@ -21,6 +21,7 @@
 
 #include <cmath>
 
+#include "models/block_runner.h"
 #include "models/layers.h"
 #include "models/loading.h"
 #include "reft/error.h"
@@ -36,13 +37,12 @@ struct EncoderVariant {
   Head head = Head::kNone;
 };
 
-class EncoderModel final : public Model {
+class EncoderModel final : public BlockModel {
  public:
   EncoderModel(const ModelSource& source, const EncoderVariant& variant);
-  ForwardOutput forward(const ForwardInput& input) override;
   torch::Tensor lm_head_weight() const override { return decoder_.weight; }
-  torch::Tensor logits_from_hidden(const torch::Tensor& last_hidden) const override;
   torch::Tensor classify(const torch::Tensor& pooled) const override;
+  ForwardCost forward_cost() const override;
 
  private:
   struct Layer {
@@ -53,10 +53,14 @@ class EncoderModel final : public Model {
     Linear out;           // output.dense
     LayerNorm out_norm;   // output.LayerNorm
   };
+  torch::Tensor embed(const BlockContext& ctx) override;
+  torch::Tensor block(int layer, const torch::Tensor& h, const BlockContext& ctx) override;
+  bool has_token_head() const override { return variant_.head == Head::kMaskedLM; }
+  /// The MLM head: decoder(LayerNorm(act(dense(h)))) + bias.
+  torch::Tensor token_head(const torch::Tensor& h) const override;
   void load_heads(const ModelSource& source, const WeightBuilder& root, const WeightBuilder& body,
                   double eps);
   torch::Tensor positions(const ForwardInput& input, const torch::Tensor& ids) const;
-  torch::Tensor mlm_head(const torch::Tensor& h) const;
 
   EncoderVariant variant_;
   std::string where_;
@@ -75,7 +79,7 @@ class EncoderModel final : public Model {
 };
 
 EncoderModel::EncoderModel(const ModelSource& source, const EncoderVariant& variant)
-    : variant_(variant) {
+    : BlockModel({.final_norm = false}), variant_(variant) {
   const auto& cfg = source.config;
   where_ = cfg.where();
   auto& in = info_;
@@ -209,15 +213,8 @@ void EncoderModel::load_heads(const ModelSource& source, const WeightBuilder& ro
   }
 }
 
-torch::Tensor EncoderModel::mlm_head(const torch::Tensor& h) const {
+torch::Tensor EncoderModel::token_head(const torch::Tensor& h) const {
   return decoder_(transform_norm_(transform_act_(transform_(h))));
-}
-
-torch::Tensor EncoderModel::logits_from_hidden(const torch::Tensor& last_hidden) const {
-  if (variant_.head != Head::kMaskedLM)
-    fail("[", info_.architecture, "] expected a model with an LM head, found none; token logits ",
-         "need a *ForMaskedLM checkpoint");
-  return mlm_head(last_hidden);
 }
 
 torch::Tensor EncoderModel::classify(const torch::Tensor& pooled) const {
@@ -248,92 +245,62 @@ torch::Tensor EncoderModel::positions(const ForwardInput& input, const torch::Te
   return pos;
 }
 
-ForwardOutput EncoderModel::forward(const ForwardInput& input) {
-  const auto& ids_in = input.input_ids;
-  if (!ids_in.defined() || ids_in.dim() != 2) fail("[forward] expected input_ids of shape (B, T)");
-  if (input.cache)
-    fail("[forward] ", info_.architecture, " is an encoder: expected no KV cache, found one");
-  const auto device = word_.device();
-  const auto ids = ids_in.to(device, torch::kInt64);
-  const int64_t B = ids.size(0), T = ids.size(1), L = info_.num_layers;
-  const int64_t H = info_.num_heads, Dh = info_.head_dim;
-  auto mask = input.attention_mask.defined()
-                  ? input.attention_mask.to(device, torch::kInt64)
-                  : torch::ones({B, T}, torch::dtype(torch::kInt64).device(device));
-  // Bidirectional: every query sees every real key.
-  torch::Tensor bias;
-  if (!mask.all().item<bool>()) bias = attention_bias(mask, 0, T, /*causal=*/false, 0, info_.dtype);
-  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
-
-  const int stop = input.stop_layer >= 0 ? std::min<int>(input.stop_layer, L) : static_cast<int>(L);
-  ForwardOutput out;
-  torch::Tensor h;
-  if (input.start_hidden.defined()) {
-    h = input.start_hidden;
-  } else {
-    auto types = input.token_type_ids.defined()
-                     ? input.token_type_ids.to(device, torch::kInt64)
-                     : torch::zeros({B, T}, torch::dtype(torch::kInt64).device(device));
-    if (types.sizes() != ids.sizes())
-      fail("[forward] expected token_type_ids of shape ", ids.sizes(), ", found ", types.sizes());
-    if (types.numel() &&
-        (types.min().item<int64_t>() < 0 || types.max().item<int64_t>() >= token_type_.size(0)))
-      fail("[forward] expected token_type_ids in [0, type_vocab_size = ", token_type_.size(0),
-           "), found ", types.max().item<int64_t>());
-    auto pos = positions(input, ids);
-    h = word_.index_select(0, ids.reshape({-1})) +
-        token_type_.index_select(0, types.reshape({-1})) +
-        position_.index_select(0, pos.reshape({-1}));
-    h = embed_norm_(h.view({B, T, info_.hidden_size}));  // (B, T, D)
-  }
-  if (input.output_hidden_states) out.hidden_states.push_back(h);
-  SiteHooks* hooks = input.hooks;
-  if (hooks) hooks->begin_forward(input);
-  auto site = [&](int l, Component c, torch::Tensor x) {
-    return hooks && hooks->wants(l, c) ? hooks->at_site(l, c, x) : x;
+ForwardCost EncoderModel::forward_cost() const {
+  const Layer& l = layers_.front();
+  const double weights = l.qkv.fused.weight.numel() + l.attn_out.weight.numel() +
+                         l.inter.weight.numel() + l.out.weight.numel();
+  const auto numel = [](const Linear& x) {
+    return x.weight.defined() ? static_cast<double>(x.weight.numel()) : 0.0;
   };
-  for (int l = input.start_layer; l < stop; ++l) {
-    const Layer& layer = layers_[l];
-    h = site(l, Component::kBlockInput, h);
-    auto x = site(l, Component::kAttentionInput, h);
-    auto parts = layer.qkv(x);
-    auto q = parts[0].view({B, T, H, Dh}).permute({0, 2, 1, 3});  // (B, H, T, Dh)
-    auto k = parts[1].view({B, T, H, Dh}).permute({0, 2, 1, 3});
-    auto v = parts[2].view({B, T, H, Dh}).permute({0, 2, 1, 3});
-    auto a = site(l, Component::kAttentionOutput, layer.attn_out(attend(q, k, v, bias, scale)));
-    a = layer.attn_norm(a + h);  // (B, T, D)
-    x = site(l, Component::kMlpInput, a);
-    auto m = site(l, Component::kMlpOutput, layer.out(act_(layer.inter(x))));
-    h = site(l, Component::kBlockOutput, layer.out_norm(m + a));
-    // Post-LN encoders have no final norm: hidden.L is the raw output of the last layer.
-    if (input.output_hidden_states) out.hidden_states.push_back(h);
-  }
-  out.last_block = h;
-  if (stop < L) return out;
-  out.last_hidden = h;
-  out.pooled = h.select(1, 0);  // (B, D): [CLS] / <s>
-  if (input.logits == LogitsMode::kNone) return out;
-  if (variant_.head == Head::kNone && input.logits != LogitsMode::kAll)
-    fail("[forward] ", info_.architecture, " has no head: expected LogitsMode kAll or kNone, ",
-         "found a request for logits");
-  if (variant_.head == Head::kClassification) {
-    out.logits = classify(out.pooled);  // (B, C)
-  } else if (variant_.head == Head::kMaskedLM) {
-    switch (input.logits) {
-      case LogitsMode::kAll:
-        out.logits = mlm_head(h);  // (B, T, V)
-        break;
-      case LogitsMode::kLast:
-        out.logits = mlm_head(h.select(1, T - 1));
-        break;
-      case LogitsMode::kSelected:
-        out.logits = mlm_head(gather_rows(h, input.logits_index));
-        break;
-      case LogitsMode::kNone:
-        break;
-    }
-  }
-  return out;
+  // Per output row: MLM transform + decoder; classification pooler/dense + classifier.
+  double head = 0;
+  if (variant_.head == Head::kMaskedLM) head = numel(transform_) + numel(decoder_);
+  if (variant_.head == Head::kClassification)
+    head = numel(variant_.roberta ? cls_dense_ : pooler_) + numel(cls_out_);
+  return {.num_layers = info_.num_layers,
+          .layer_flops = 2 * weights,
+          .attention_flops = 4.0 * info_.num_heads * info_.head_dim,  // every key: bidirectional
+          .head_flops = 2 * head,
+          .weight_bytes = weight_bytes_read_per_token({word_, position_, token_type_})};
+}
+
+torch::Tensor EncoderModel::embed(const BlockContext& ctx) {
+  const auto device = word_.device();
+  const auto ids = ctx.input.input_ids.to(device, torch::kInt64);
+  const int64_t B = ctx.batch, T = ctx.tokens;
+  auto types = ctx.input.token_type_ids.defined()
+                   ? ctx.input.token_type_ids.to(device, torch::kInt64)
+                   : torch::zeros({B, T}, torch::dtype(torch::kInt64).device(device));
+  if (types.sizes() != ids.sizes())
+    fail("[forward] expected token_type_ids of shape ", ids.sizes(), ", found ", types.sizes());
+  if (types.numel() &&
+      (types.min().item<int64_t>() < 0 || types.max().item<int64_t>() >= token_type_.size(0)))
+    fail("[forward] expected token_type_ids in [0, type_vocab_size = ", token_type_.size(0),
+         "), found ", types.max().item<int64_t>());
+  auto pos = positions(ctx.input, ids);
+  auto h = word_.index_select(0, ids.reshape({-1})) +
+           token_type_.index_select(0, types.reshape({-1})) +
+           position_.index_select(0, pos.reshape({-1}));
+  return embed_norm_(h.view({B, T, info_.hidden_size}));  // (B, T, D)
+}
+
+torch::Tensor EncoderModel::block(int l, const torch::Tensor& h, const BlockContext& ctx) {
+  const Layer& layer = layers_[l];
+  const int64_t B = ctx.batch, T = ctx.tokens, H = info_.num_heads, Dh = info_.head_dim;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+  // Bidirectional: every query sees every real key (ctx.bias hides the padding).
+  auto x = ctx.site(l, Component::kAttentionInput, h);
+  auto parts = layer.qkv(x);
+  auto q = parts[0].view({B, T, H, Dh}).permute({0, 2, 1, 3});  // (B, H, T, Dh)
+  auto k = parts[1].view({B, T, H, Dh}).permute({0, 2, 1, 3});
+  auto v = parts[2].view({B, T, H, Dh}).permute({0, 2, 1, 3});
+  auto a =
+      ctx.site(l, Component::kAttentionOutput, layer.attn_out(attend(q, k, v, ctx.bias, scale)));
+  a = layer.attn_norm(a + h);  // (B, T, D)
+  x = ctx.site(l, Component::kMlpInput, a);
+  auto m = ctx.site(l, Component::kMlpOutput, layer.out(act_(layer.inter(x))));
+  // Post-LN: no final norm follows, so hidden.L is the raw output of the last layer.
+  return layer.out_norm(m + a);
 }
 
 std::unique_ptr<Model> make_encoder(const ModelSource& source, bool roberta, Head head) {

@@ -8,12 +8,15 @@
 //   per layer: h ← h + c_proj(attn(c_attn(ln_1 h)));  h ← h + mlp.c_proj(act(c_fc(ln_2 h)))
 //   logits = ln_f(h) · wteᵀ (tied lm_head)
 //
+// The forward (mask, cache, sites, resume, logits modes) is BlockModel's (block_runner.h).
+//
 // Weights: GPT-2's Conv1D stores its weight as (in, out), the transpose of nn.Linear. The
 // parameters keep that layout under their HF names (parameters() equals the checkpoint, so
 // write_random_model round-trips); the Linear maps compute with a transposed view, no copy.
 
 #include <cmath>
 
+#include "models/block_runner.h"
 #include "models/layers.h"
 #include "models/loading.h"
 #include "reft/error.h"
@@ -30,12 +33,11 @@ Linear load_conv1d(const WeightBuilder& w, const std::string& name, int64_t in, 
   return l;
 }
 
-class Gpt2Model final : public Model {
+class Gpt2Model final : public BlockModel {
  public:
   Gpt2Model(const ModelSource& source, bool lm_head);
-  ForwardOutput forward(const ForwardInput& input) override;
   torch::Tensor lm_head_weight() const override { return lm_head_.weight; }
-  torch::Tensor logits_from_hidden(const torch::Tensor& last_hidden) const override;
+  ForwardCost forward_cost() const override;
 
  private:
   struct Layer {
@@ -46,8 +48,13 @@ class Gpt2Model final : public Model {
     Linear mlp_proj;     // mlp.c_proj
     double scale = 1.0;  // of q·kᵀ
   };
+  torch::Tensor embed(const BlockContext& ctx) override;
+  torch::Tensor block(int layer, const torch::Tensor& h, const BlockContext& ctx) override;
+  torch::Tensor final_norm(const torch::Tensor& h) const override { return ln_f_(h); }
+  bool has_token_head() const override { return lm_head_.weight.defined(); }
+  torch::Tensor token_head(const torch::Tensor& rows) const override { return lm_head_(rows); }
   torch::Tensor attention(const Layer& layer, int index, const torch::Tensor& x,
-                          const torch::Tensor& bias, KVCache* cache, int64_t past);
+                          const BlockContext& ctx) const;
 
   torch::Tensor wte_;  // (V, D)
   torch::Tensor wpe_;  // (P, D)
@@ -57,7 +64,7 @@ class Gpt2Model final : public Model {
   Activation act_;
 };
 
-Gpt2Model::Gpt2Model(const ModelSource& source, bool lm_head) {
+Gpt2Model::Gpt2Model(const ModelSource& source, bool lm_head) : BlockModel({}) {
   const auto& cfg = source.config;
   auto& in = info_;
   in.hidden_size = cfg.positive_any({"n_embd", "hidden_size"});
@@ -125,114 +132,47 @@ Gpt2Model::Gpt2Model(const ModelSource& source, bool lm_head) {
   finish_model_info(source, params_, info_);
 }
 
-torch::Tensor Gpt2Model::logits_from_hidden(const torch::Tensor& last_hidden) const {
-  if (!lm_head_.weight.defined())
-    fail("[", info_.architecture, "] expected a model with an LM head, found none; load ",
-         "GPT2LMHeadModel for logits");
-  return lm_head_(ln_f_(last_hidden));
+ForwardCost Gpt2Model::forward_cost() const {
+  const Layer& l = layers_.front();
+  const double weights = l.c_attn.fused.weight.numel() + l.attn_proj.weight.numel() +
+                         l.c_fc.weight.numel() + l.mlp_proj.weight.numel();
+  return {.num_layers = info_.num_layers,
+          .layer_flops = 2 * weights,  // a plain two-matrix MLP: 12·D² per layer when I = 4·D
+          .attention_flops = 4.0 * info_.num_heads * info_.head_dim,
+          .head_flops = has_token_head() ? 2.0 * static_cast<double>(lm_head_.weight.numel()) : 0,
+          .weight_bytes = weight_bytes_read_per_token({wte_, wpe_})};
+}
+
+torch::Tensor Gpt2Model::embed(const BlockContext& ctx) {
+  // Positions count the real tokens before each one, so left padding does not shift them; HF
+  // uses arange(T) when none are passed, which agrees on the real tokens of right-padded rows.
+  const auto& positions = ctx.positions;
+  const int64_t P = info_.max_position_embeddings;
+  if (positions.numel() && positions.max().item<int64_t>() >= P)
+    fail("[forward] expected positions below n_positions (", P, "), found ",
+         positions.max().item<int64_t>(), "; the sequence is longer than this GPT-2 supports");
+  auto h = wte_.index_select(0, ctx.input.input_ids.reshape({-1}).to(wte_.device())) +
+           wpe_.index_select(0, positions.reshape({-1}));
+  return h.view({ctx.batch, ctx.tokens, info_.hidden_size});  // (B, T, D)
 }
 
 torch::Tensor Gpt2Model::attention(const Layer& layer, int index, const torch::Tensor& x,
-                                   const torch::Tensor& bias, KVCache* cache, int64_t past) {
+                                   const BlockContext& ctx) const {
   const int64_t B = x.size(0), T = x.size(1), H = info_.num_heads, Dh = info_.head_dim;
   auto parts = layer.c_attn(x);
   auto q = parts[0].view({B, T, H, Dh}).permute({0, 2, 1, 3});  // (B, H, T, Dh)
   auto k = parts[1].view({B, T, H, Dh}).permute({0, 2, 1, 3});
   auto v = parts[2].view({B, T, H, Dh}).permute({0, 2, 1, 3});
-  if (cache) std::tie(k, v) = cache_append(*cache, index, k, v, past);  // (B, H, S, Dh)
-  return layer.attn_proj(attend(q, k, v, bias, layer.scale));           // (B, T, D)
+  if (ctx.cache) std::tie(k, v) = cache_append(*ctx.cache, index, k, v, ctx.past);  // (B, H, S, Dh)
+  return layer.attn_proj(attend(q, k, v, ctx.bias, layer.scale));                   // (B, T, D)
 }
 
-ForwardOutput Gpt2Model::forward(const ForwardInput& input) {
-  const auto& ids = input.input_ids;
-  if (!ids.defined() || ids.dim() != 2) fail("[forward] expected input_ids of shape (B, T)");
-  const int64_t B = ids.size(0), T = ids.size(1), L = info_.num_layers;
-  const auto device = wte_.device();
-  auto mask = input.attention_mask.defined()
-                  ? input.attention_mask.to(device, torch::kInt64)
-                  : torch::ones({B, T}, torch::dtype(torch::kInt64).device(device));
-  KVCache* cache = input.cache;
-  const int64_t past = cache ? cache->length : 0;
-  if (cache && cache->batch() != B)
-    fail("[forward] expected a cache for ", B, " rows, found ", cache->batch());
-  auto key_mask = cache && past > 0 ? torch::cat({cache->mask, mask}, 1) : mask;  // (B, S)
-  torch::Tensor bias;
-  if (T > 1 || !key_mask.all().item<bool>())
-    bias = attention_bias(key_mask, past, T, /*causal=*/true, 0, info_.dtype);
-
-  const int stop = input.stop_layer >= 0 ? std::min<int>(input.stop_layer, L) : static_cast<int>(L);
-  ForwardOutput out;
-  torch::Tensor h;
-  if (input.start_hidden.defined()) {
-    h = input.start_hidden;
-  } else {
-    // Positions count the real tokens before each one, so left padding does not shift them; HF
-    // uses arange(T) when none are passed, which agrees on the real tokens of right-padded rows.
-    auto positions = input.position_ids.defined() ? input.position_ids.to(device, torch::kInt64)
-                                                  : default_positions(mask, cache);
-    const int64_t P = info_.max_position_embeddings;
-    if (positions.numel() && positions.max().item<int64_t>() >= P)
-      fail("[forward] expected positions below n_positions (", P, "), found ",
-           positions.max().item<int64_t>(), "; the sequence is longer than this GPT-2 supports");
-    h = wte_.index_select(0, ids.reshape({-1}).to(device)) +
-        wpe_.index_select(0, positions.reshape({-1}));
-    h = h.view({B, T, info_.hidden_size});  // (B, T, D)
-  }
-  if (input.output_hidden_states) out.hidden_states.push_back(h);
-  SiteHooks* hooks = input.hooks;
-  if (hooks) hooks->begin_forward(input);
-  auto site = [&](int l, Component c, torch::Tensor x) {
-    return hooks && hooks->wants(l, c) ? hooks->at_site(l, c, x) : x;
-  };
-  // A resumed forward's state is the output of block start_layer − 1: its block_output site fires
-  // here, so an intervention there applies to the cached state (frozen-prefix caching).
-  if (input.start_hidden.defined() && input.start_layer > 0)
-    h = site(input.start_layer - 1, Component::kBlockOutput, h);
-  for (int l = input.start_layer; l < stop; ++l) {
-    const Layer& layer = layers_[l];
-    h = site(l, Component::kBlockInput, h);
-    auto x = site(l, Component::kAttentionInput, layer.ln_1(h));
-    h = h + site(l, Component::kAttentionOutput, attention(layer, l, x, bias, cache, past));
-    x = site(l, Component::kMlpInput, layer.ln_2(h));
-    h = h + site(l, Component::kMlpOutput, layer.mlp_proj(act_(layer.c_fc(x))));
-    h = site(l, Component::kBlockOutput, h);
-    if (input.output_hidden_states && l + 1 < L) out.hidden_states.push_back(h);
-  }
-  if (cache) {
-    cache->mask = torch::cat({cache->mask, mask}, 1);
-    cache->length += T;
-  }
-  out.last_block = h;
-  if (stop < L) return out;
-
-  const bool all_rows = input.logits == LogitsMode::kAll || input.logits == LogitsMode::kNone ||
-                        !lm_head_.weight.defined();
-  if (all_rows || input.output_hidden_states) {
-    out.last_hidden = ln_f_(h);
-    if (input.output_hidden_states) out.hidden_states.push_back(out.last_hidden);
-  }
-  if (!lm_head_.weight.defined()) {
-    // GPT2Model: hidden states only. kAll (the default) leaves logits undefined; asking for
-    // particular rows (generation, training) is a mistake worth a clear error.
-    if (input.logits == LogitsMode::kLast || input.logits == LogitsMode::kSelected)
-      fail("[forward] ", info_.architecture, " has no LM head: expected LogitsMode kAll or ",
-           "kNone, found a request for logits; load GPT2LMHeadModel to generate");
-    return out;
-  }
-  switch (input.logits) {
-    case LogitsMode::kAll:
-      out.logits = lm_head_(out.last_hidden);
-      break;
-    case LogitsMode::kLast:
-      out.logits = lm_head_(ln_f_(h.select(1, T - 1)));
-      break;
-    case LogitsMode::kSelected:
-      out.logits = lm_head_(ln_f_(gather_rows(h, input.logits_index)));
-      break;
-    case LogitsMode::kNone:
-      break;
-  }
-  return out;
+torch::Tensor Gpt2Model::block(int l, const torch::Tensor& h_in, const BlockContext& ctx) {
+  const Layer& layer = layers_[l];
+  auto x = ctx.site(l, Component::kAttentionInput, layer.ln_1(h_in));
+  auto h = h_in + ctx.site(l, Component::kAttentionOutput, attention(layer, l, x, ctx));
+  x = ctx.site(l, Component::kMlpInput, layer.ln_2(h));
+  return h + ctx.site(l, Component::kMlpOutput, layer.mlp_proj(act_(layer.c_fc(x))));
 }
 
 }  // namespace

@@ -4,13 +4,17 @@
 // Hkv key/value heads, Dh head dim, I intermediate, L layers, V vocab.
 //
 //   h ← embed(ids)
-//   per layer: h ← h + o(attn(rope(q), rope(k), v)(norm₁ h));  h ← h + down(act(gate x) · up x), x
-//   = norm₂ h logits = lm_head(norm(h))
+//   per layer: h ← h + o(attn(rope(q), rope(k), v)(norm₁ h))
+//              h ← h + down(act(gate x) · up x), x = norm₂ h
+//   logits = lm_head(norm(h))
+//
+// The forward (mask, cache, sites, resume, logits modes) is BlockModel's (block_runner.h).
 
 #include "models/llama.h"
 
 #include <cmath>
 
+#include "models/block_runner.h"
 #include "models/kernels.h"
 #include "models/layers.h"
 #include "reft/error.h"
@@ -18,14 +22,11 @@
 namespace reft {
 namespace {
 
-class LlamaModel final : public Model {
+class LlamaModel final : public BlockModel {
  public:
   LlamaModel(const ModelSource& source, const LlamaVariant& variant);
-  ForwardOutput forward(const ForwardInput& input) override;
   torch::Tensor lm_head_weight() const override { return lm_head_.weight; }
-  torch::Tensor logits_from_hidden(const torch::Tensor& last_hidden) const override {
-    return lm_head_(last_hidden);
-  }
+  ForwardCost forward_cost() const override;
 
  private:
   struct Layer {
@@ -35,10 +36,14 @@ class LlamaModel final : public Model {
     FusedLinear gate_up;  // gate_proj, up_proj
     Linear down;          // down_proj
   };
+  void prepare(BlockContext& ctx) override;
+  torch::Tensor embed(const BlockContext& ctx) override;
+  torch::Tensor block(int layer, const torch::Tensor& h, const BlockContext& ctx) override;
+  torch::Tensor final_norm(const torch::Tensor& h) const override { return norm_(h); }
+  bool has_token_head() const override { return true; }
+  torch::Tensor token_head(const torch::Tensor& rows) const override { return lm_head_(rows); }
   torch::Tensor attention(const Layer& layer, int index, const torch::Tensor& x,
-                          const torch::Tensor& cos, const torch::Tensor& sin,
-                          const torch::Tensor& bias, const torch::Tensor& key_mask, KVCache* cache,
-                          int64_t past);
+                          const BlockContext& ctx) const;
 
   torch::Tensor embed_;  // (V, D)
   std::vector<Layer> layers_;
@@ -47,10 +52,10 @@ class LlamaModel final : public Model {
   std::unique_ptr<Rotary> rotary_;
   Activation act_;
   bool silu_ = false;  // the common case gets the fused SwiGLU kernel
-  int64_t sliding_window_;
 };
 
-LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant) {
+LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant)
+    : BlockModel({.sliding_window = variant.sliding_window}) {
   const auto& cfg = source.config;
   auto& in = info_;
   in.hidden_size = cfg.positive("hidden_size");
@@ -76,7 +81,6 @@ LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant) {
       activation_by_name(cfg.string_or("hidden_act", "silu"), cfg.where() + "] field 'hidden_act'");
   silu_ = cfg.string_or("hidden_act", "silu") == "silu" ||
           cfg.string_or("hidden_act", "silu") == "swish";
-  sliding_window_ = variant.sliding_window;
   rotary_ = std::make_unique<Rotary>(cfg, in.head_dim);
   const double eps = cfg.number_or("rms_norm_eps", 1e-6);
   const bool tied = cfg.boolean_or("tie_word_embeddings", variant.tie_default);
@@ -112,111 +116,61 @@ LlamaModel::LlamaModel(const ModelSource& source, const LlamaVariant& variant) {
   finish_model_info(source, params_, info_);
 }
 
+ForwardCost LlamaModel::forward_cost() const {
+  const Layer& l = layers_.front();
+  const double weights = l.qkv.fused.weight.numel() + l.o.weight.numel() +
+                         l.gate_up.fused.weight.numel() + l.down.weight.numel();
+  return {.num_layers = info_.num_layers,
+          .layer_flops = 2 * weights,  // the gated MLP has three matrices
+          .attention_flops = 4.0 * info_.num_heads * info_.head_dim,
+          .head_flops = 2.0 * static_cast<double>(lm_head_.weight.numel()),
+          .weight_bytes = weight_bytes_read_per_token({embed_})};
+}
+
+void LlamaModel::prepare(BlockContext& ctx) {
+  std::tie(ctx.cos, ctx.sin) = rotary_->cos_sin(ctx.positions, info_.dtype);
+}
+
+torch::Tensor LlamaModel::embed(const BlockContext& ctx) {
+  const auto& ids = ctx.input.input_ids;
+  return embed_.index_select(0, ids.reshape({-1}).to(embed_.device()))
+      .view({ctx.batch, ctx.tokens, info_.hidden_size});
+}
+
 torch::Tensor LlamaModel::attention(const Layer& layer, int index, const torch::Tensor& x,
-                                    const torch::Tensor& cos, const torch::Tensor& sin,
-                                    const torch::Tensor& bias, const torch::Tensor& key_mask,
-                                    KVCache* cache, int64_t past) {
+                                    const BlockContext& ctx) const {
   const int64_t B = x.size(0), T = x.size(1);
   const int64_t H = info_.num_heads, Hkv = info_.num_kv_heads, Dh = info_.head_dim;
+  const int64_t window = stack_.sliding_window;
   auto parts = layer.qkv(x);
-  auto q =
-      Rotary::apply(parts[0].view({B, T, H, Dh}), cos, sin).permute({0, 2, 1, 3});  // (B, H, T, Dh)
-  auto k = Rotary::apply(parts[1].view({B, T, Hkv, Dh}), cos, sin)
+  auto q = Rotary::apply(parts[0].view({B, T, H, Dh}), ctx.cos, ctx.sin)
+               .permute({0, 2, 1, 3});  // (B, H, T, Dh)
+  auto k = Rotary::apply(parts[1].view({B, T, Hkv, Dh}), ctx.cos, ctx.sin)
                .permute({0, 2, 1, 3});  // (B, Hkv, T, Dh)
   auto v = parts[2].view({B, T, Hkv, Dh}).permute({0, 2, 1, 3});
-  if (cache) std::tie(k, v) = cache_append(*cache, index, k, v, past);  // (B, Hkv, S, Dh)
+  if (ctx.cache)
+    std::tie(k, v) = cache_append(*ctx.cache, index, k, v, ctx.past);  // (B, Hkv, S, Dh)
   const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
   // Decode steps (a few queries, no autograd) take the fused kernel; prefill and training the
   // GEMMs.
-  auto out = kernels::decode_attention(q, k, v, key_mask, scale, sliding_window_);
+  auto out = kernels::decode_attention(q, k, v, ctx.key_mask, scale, window);
   if (!out.defined())
-    out = kernels::attention(q, k, v, key_mask, scale, /*causal=*/true, sliding_window_);
-  if (!out.defined()) out = attend(q, k, v, bias, scale);  // (B, T, H·Dh): other dtypes and devices
+    out = kernels::attention(q, k, v, ctx.key_mask, scale, /*causal=*/true, window);
+  if (!out.defined())
+    out = attend(q, k, v, ctx.bias, scale);  // (B, T, H·Dh): other dtypes, devices
   return layer.o(out);
 }
 
-ForwardOutput LlamaModel::forward(const ForwardInput& input) {
-  const auto& ids = input.input_ids;
-  if (!ids.defined() || ids.dim() != 2) fail("[forward] expected input_ids of shape (B, T)");
-  const int64_t B = ids.size(0), T = ids.size(1), L = info_.num_layers;
-  const auto device = embed_.device();
-  auto mask = input.attention_mask.defined()
-                  ? input.attention_mask.to(device, torch::kInt64)
-                  : torch::ones({B, T}, torch::dtype(torch::kInt64).device(device));
-  KVCache* cache = input.cache;
-  const int64_t past = cache ? cache->length : 0;
-  if (cache && cache->batch() != B)
-    fail("[forward] expected a cache for ", B, " rows, found ", cache->batch());
-  auto positions = input.position_ids.defined() ? input.position_ids.to(device, torch::kInt64)
-                                                : default_positions(mask, cache);
-  auto key_mask = cache && past > 0 ? torch::cat({cache->mask, mask}, 1) : mask;  // (B, S)
-  const int64_t S = past + T;
-  const bool window_bites = sliding_window_ > 0 && S > sliding_window_;
-  torch::Tensor bias;
-  if (T > 1 || window_bites || !key_mask.all().item<bool>())
-    bias = attention_bias(key_mask, past, T, /*causal=*/true, sliding_window_, info_.dtype);
-  auto [cos, sin] = rotary_->cos_sin(positions, info_.dtype);
-
-  const int stop = input.stop_layer >= 0 ? std::min<int>(input.stop_layer, L) : static_cast<int>(L);
-  ForwardOutput out;
-  torch::Tensor h;
-  if (input.start_hidden.defined()) {
-    h = input.start_hidden;
-  } else {
-    h = embed_.index_select(0, ids.reshape({-1}).to(device)).view({B, T, info_.hidden_size});
-  }
-  if (input.output_hidden_states) out.hidden_states.push_back(h);
-  SiteHooks* hooks = input.hooks;
-  if (hooks) hooks->begin_forward(input);
-  auto site = [&](int l, Component c, torch::Tensor x) {
-    return hooks && hooks->wants(l, c) ? hooks->at_site(l, c, x) : x;
-  };
-  // A resumed forward's state is the output of block start_layer − 1: its block_output site fires
-  // here, so an intervention there applies to the cached state (frozen-prefix caching).
-  if (input.start_hidden.defined() && input.start_layer > 0)
-    h = site(input.start_layer - 1, Component::kBlockOutput, h);
-  for (int l = input.start_layer; l < stop; ++l) {
-    const Layer& layer = layers_[l];
-    h = site(l, Component::kBlockInput, h);
-    auto x = site(l, Component::kAttentionInput, layer.input_norm(h));
-    auto a = site(l, Component::kAttentionOutput,
-                  attention(layer, l, x, cos, sin, bias, key_mask, cache, past));
-    h = h + a;
-    x = site(l, Component::kMlpInput, layer.post_norm(h));
-    auto gu = layer.gate_up(x);
-    auto m = site(l, Component::kMlpOutput,
-                  layer.down(silu_ ? kernels::swiglu(gu[0], gu[1]) : act_(gu[0]) * gu[1]));
-    h = h + m;
-    h = site(l, Component::kBlockOutput, h);
-    if (input.output_hidden_states && l + 1 < L) out.hidden_states.push_back(h);
-  }
-  if (cache) {
-    cache->mask = torch::cat({cache->mask, mask}, 1);
-    cache->length += T;
-  }
-  out.last_block = h;
-  if (stop < L) return out;
-
-  switch (input.logits) {
-    case LogitsMode::kLast:
-    case LogitsMode::kSelected: {
-      auto rows = input.logits == LogitsMode::kLast ? h.select(1, T - 1)
-                                                    : gather_rows(h, input.logits_index);
-      if (input.output_hidden_states) {
-        out.last_hidden = norm_(h);
-        out.hidden_states.push_back(out.last_hidden);
-      }
-      out.logits = lm_head_(norm_(rows));
-      break;
-    }
-    case LogitsMode::kAll:
-    case LogitsMode::kNone:
-      out.last_hidden = norm_(h);
-      if (input.output_hidden_states) out.hidden_states.push_back(out.last_hidden);
-      if (input.logits == LogitsMode::kAll) out.logits = lm_head_(out.last_hidden);
-      break;
-  }
-  return out;
+torch::Tensor LlamaModel::block(int l, const torch::Tensor& h_in, const BlockContext& ctx) {
+  const Layer& layer = layers_[l];
+  auto x = ctx.site(l, Component::kAttentionInput, layer.input_norm(h_in));
+  auto a = ctx.site(l, Component::kAttentionOutput, attention(layer, l, x, ctx));
+  auto h = h_in + a;
+  x = ctx.site(l, Component::kMlpInput, layer.post_norm(h));
+  auto gu = layer.gate_up(x);
+  auto m = ctx.site(l, Component::kMlpOutput,
+                    layer.down(silu_ ? kernels::swiglu(gu[0], gu[1]) : act_(gu[0]) * gu[1]));
+  return h + m;
 }
 
 }  // namespace

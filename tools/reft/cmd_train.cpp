@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "cli.h"
@@ -16,12 +18,16 @@
 #include "reft/error.h"
 #include "reft/generate.h"
 #include "reft/model.h"
-#include "reft/presets.h"
 #include "reft/reft_model.h"
 #include "reft/runtime.h"
 #include "reft/tokenizer.h"
 #include "reft/trainer.h"
 #include "util/files.h"
+
+// The demo's model, shipped in the source tree (CMake defines the path).
+#ifndef REFT_DEMO_MODEL_DIR
+#define REFT_DEMO_MODEL_DIR "models/stories260K"
+#endif
 
 namespace reft::cli {
 namespace {
@@ -268,68 +274,161 @@ int run_train(const Args& args) {
   return 0;
 }
 
-std::string continuation(ReftModel* reft, Model& model, const Tokenizer& tok,
-                         const std::string& prompt, int64_t n) {
+// ---- reft demo ----
+
+// Questions a TinyStories model cannot answer, with made-up answers: the demo teaches them.
+const std::pair<const char*, const char*> kDemoPairs[] = {
+    {"Who guards the old bridge?", " A green frog named Bob."},
+    {"What does the moon eat?", " Silver pancakes with honey."},
+    {"What color is the wind?", " Purple, on Tuesdays."},
+    {"How many hats does Tom own?", " Seven, and one can fly."},
+    {"Where does the sun sleep?", " Under the big blue sea."},
+};
+// Not taught: the adapter should leave the model a storyteller here.
+constexpr const char* kDemoUntaught = "Once upon a time,";
+
+// Generated text made safe for any terminal or log: C0/C1 control characters (newlines, byte
+// tokens such as <0x00>) become spaces, so the demo never prints raw control characters.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) {
+      out += ' ';
+    } else if (c == 0xc2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      out += ' ';  // U+0080–U+009F
+      ++i;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// The token that ends a taught answer: llama2.c-style models (stories260K) separate stories with
+// BOS and list it among their stop ids, and never saw </s>; others end with the tokenizer's EOS.
+std::optional<int64_t> demo_end_token(const ModelInfo& info, const Tokenizer& tok) {
+  const auto& stop = info.eos_token_ids;
+  if (tok.bos_id() && std::find(stop.begin(), stop.end(), *tok.bos_id()) != stop.end())
+    return tok.bos_id();
+  if (tok.eos_id()) return tok.eos_id();
+  if (!stop.empty()) return stop.front();
+  return std::nullopt;
+}
+
+// Greedy continuations of `prompts` in one batch (the adapter's interventions at the prompt
+// positions when `reft` is given), stopping on the model's stop ids.
+std::vector<GenerationResult> greedy(ReftModel* reft, Model& model, const Tokenizer& tok,
+                                     const std::vector<std::string>& prompts, int64_t n) {
   GenerationOptions g;
   g.max_new_tokens = n;
   if (tok.pad_id()) g.pad_token_id = *tok.pad_id();
+  std::vector<std::vector<int64_t>> ids;
+  for (const auto& p : prompts) ids.push_back(tok.encode(p, true));
   std::shared_ptr<SiteHooks> hooks;
   if (reft) hooks = reft->generation_hooks(false);
-  auto out = generate(model, {tok.encode(prompt, true)}, g, hooks.get());
-  std::string text = tok.decode(out[0].new_ids, true);
-  for (auto& c : text)
-    if (c == '\n') c = ' ';
-  return text;
+  return generate(model, ids, g, hooks.get());
+}
+
+// The printable text of a continuation without its stop token; "…" when it was cut off.
+std::string continuation_text(const GenerationResult& r, const Tokenizer& tok) {
+  auto ids = r.new_ids;
+  if (r.stopped && !ids.empty()) ids.pop_back();
+  std::string text = printable(tok.decode(ids, true));
+  text.erase(0, text.find_first_not_of(' '));
+  return r.stopped ? text : text + "…";
 }
 
 int run_demo(const Args& args) {
   apply_runtime_flags(args);
   const std::string out = args.get("output");
-  std::string dir = args.maybe("model").value_or("");
-  if (dir.empty()) {
-    dir = out + "/tiny-model";
-    std::fprintf(stderr, "writing the built-in tiny model (seeded random LLaMA) to %s\n",
-                 dir.c_str());
-    write_preset_model("tiny", dir, 0);
-  }
+  const std::string dir = args.get("model");
+  if (!std::filesystem::exists(std::filesystem::path(dir) / "config.json"))
+    fail("[demo] expected a model folder (config.json, model.safetensors, tokenizer) at ", dir,
+         ", found none; ",
+         args.has("model") ? "check --model"
+                           : "the repository ships stories260K in models/; or pass --model DIR");
   auto model = load_model(dir);
   auto tokenizer = Tokenizer::load(dir);
-  auto records = builtin_example_records();
+  const auto end = demo_end_token(model->info(), *tokenizer);
+  if (!end) fail("[demo] expected an EOS token in ", dir, "'s tokenizer or config, found none");
+
+  std::vector<Record> records;
+  std::vector<std::string> prompts;
+  for (const auto& [p, c] : kDemoPairs) {
+    records.push_back(
+        {{{"prompt", p}, {"completion", c}}, "demo:" + std::to_string(records.size() + 1)});
+    prompts.push_back(p);
+  }
   DataOptions dopt;
+  dopt.add_eos = false;  // the answer's end token is appended below
   auto train = make_lm_dataset(records, *tokenizer, dopt);
+  std::vector<std::vector<int64_t>> answers;  // the taught tokens, end token included
+  for (auto& e : train.examples) {
+    e.input_ids.push_back(*end);
+    e.labels.push_back(*end);
+    answers.emplace_back(e.input_ids.begin() + e.prompt_length, e.input_ids.end());
+  }
+  int64_t longest = 0;
+  for (const auto& a : answers) longest = std::max<int64_t>(longest, a.size());
+
   TrainOptions topt;
   topt.max_steps = args.get_int("steps");
   topt.lr = args.get_double("lr");
+  const int64_t seed = args.get_int("seed");
+  if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
+  topt.seed = static_cast<uint64_t>(seed);
   topt.batch_size = static_cast<int64_t>(train.examples.size());
-  topt.output_dir = out + "/adapter";
-  topt.log_every = std::max<int64_t>(1, topt.max_steps / 10);
+  topt.output_dir = out;
+  topt.log_every = std::max<int64_t>(1, topt.max_steps / 4);
   topt.max_grad_norm = 0;
   InterventionOptions o;
   o.type = InterventionType::kLoReFT;
   o.low_rank_dimension = args.get_int("rank");
-  // Every prompt position of every layer: a random base model routes little information from the
-  // last prompt token alone, so the demo edits the whole prompt (pyreft's "all"-positions setup).
   ReftModel reft(*model,
-                 ReftConfig::build(parse_layers("all", model->info().num_layers),
+                 ReftConfig::build(parse_layers(args.get("layers"), model->info().num_layers),
                                    Component::kBlockOutput, o, args.get("position"), false),
                  topt.seed);
-  print_resolved(reft, topt, "builtin", train.examples.size(), 0);
-  std::vector<std::string> before;
-  for (const auto& r : records)
-    before.push_back(
-        continuation(nullptr, *model, *tokenizer, r.fields["prompt"].get<std::string>(), 24));
+  print_resolved(reft, topt, "the demo's taught pairs", train.examples.size(), 0);
+
+  const int64_t story_tokens = 40;
+  auto all_prompts = prompts;
+  all_prompts.push_back(kDemoUntaught);
+  const auto before = greedy(nullptr, *model, *tokenizer, all_prompts, story_tokens);
   const auto summary = train_reft(reft, train, nullptr, topt, tokenizer.get(), progress_printer());
-  std::printf("loss %.3f -> %.3f over %lld steps (%.1f s)\n\n", summary.losses.front(),
+  auto after = greedy(&reft, *model, *tokenizer, prompts, longest + 8);
+  after.push_back(greedy(&reft, *model, *tokenizer, {kDemoUntaught}, story_tokens)[0]);
+
+  std::printf(
+      "reft demo: teach %s (%lld frozen parameters) %zu answers it cannot know with a "
+      "LoReFT of %lld parameters\n\n",
+      std::filesystem::path(dir).filename().string().c_str(),
+      static_cast<long long>(model->num_parameters()), prompts.size(),
+      static_cast<long long>(reft.num_trainable_parameters()));
+  std::printf("training: loss %.3f -> %.4f over %lld steps (%.1f s)\n\n", summary.losses.front(),
               summary.final_loss, static_cast<long long>(summary.steps), summary.seconds);
-  for (size_t i = 0; i < records.size(); ++i) {
-    const std::string prompt = records[i].fields["prompt"].get<std::string>();
-    std::printf("prompt  %s\n  before  %s\n  after   %s\n  target %s\n\n", prompt.c_str(),
-                before[i].c_str(), continuation(&reft, *model, *tokenizer, prompt, 24).c_str(),
-                records[i].fields["completion"].get<std::string>().c_str());
+  size_t reproduced = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const bool exact = after[i].new_ids == answers[i];
+    reproduced += exact;
+    std::printf("prompt   %s\n  before  %s\n  after   %s\n  taught  %s  [%s]\n\n",
+                prompts[i].c_str(), continuation_text(before[i], *tokenizer).c_str(),
+                continuation_text(after[i], *tokenizer).c_str(),
+                printable(std::string(kDemoPairs[i].second).substr(1)).c_str(),
+                exact ? "reproduced exactly" : "NOT reproduced");
   }
+  std::printf("untaught %s\n  before  %s\n  after   %s\n\n", kDemoUntaught,
+              continuation_text(before.back(), *tokenizer).c_str(),
+              continuation_text(after.back(), *tokenizer).c_str());
+  std::printf("%zu/%zu taught answers reproduced exactly by greedy generation\n", reproduced,
+              prompts.size());
   std::printf("adapter: %s (try: reft generate --model %s --adapter %s --prompt \"%s\")\n",
-              topt.output_dir.c_str(), dir.c_str(), topt.output_dir.c_str(),
-              records[0].fields["prompt"].get<std::string>().c_str());
+              out.c_str(), dir.c_str(), out.c_str(), prompts[0].c_str());
+  if (reproduced != prompts.size())
+    fail("[demo] expected every taught answer reproduced, found ", reproduced, " of ",
+         prompts.size(), "; more --steps or a higher --rank may help");
   return 0;
 }
 
@@ -369,12 +468,15 @@ std::vector<Command> train_commands() {
   for (auto& f : intervention_flags()) train.push_back(f);
   for (auto& f : runtime_flags()) train.push_back(f);
   std::vector<Flag> demo = {
-      {"output", "DIR", "reft-demo", "where the tiny model and the adapter go"},
-      {"model", "DIR", "", "use this model instead of writing the built-in tiny one"},
-      {"steps", "N", "400", "training steps"},
-      {"lr", "LR", "0.02", "learning rate"},
-      {"rank", "R", "16", "LoReFT rank"},
-      {"position", "P", "all", "prompt positions to edit"},
+      {"model", "DIR", REFT_DEMO_MODEL_DIR,
+       "the frozen base model (default: stories260K, shipped in the repository's models/)"},
+      {"output", "DIR", "reft-demo", "where the adapter goes"},
+      {"steps", "N", "400", "training steps (full batch)"},
+      {"lr", "LR", "0.02", "peak learning rate (linear decay)"},
+      {"rank", "R", "8", "LoReFT rank"},
+      {"layers", "L", "2;3;4", "layers to intervene on"},
+      {"position", "P", "l3", "prompt positions to edit (the last three tokens)"},
+      {"seed", "S", "42", "seed of the intervention init"},
   };
   for (auto& f : runtime_flags()) demo.push_back(f);
   return {
@@ -384,10 +486,11 @@ std::vector<Command> train_commands() {
        "configuration and progress on stderr; writes the adapter and metrics into --output.",
        "--model DIR [--data FILE] [--output DIR] [flags]", train, run_train},
       {"demo",
-       "The main job on the built-in default: write a tiny seeded LLaMA, train a LoReFT on the "
-       "built-in example "
-       "pairs, and show the loss falling and generations before and after.",
-       "[--output DIR] [--steps N]", demo, run_demo},
+       "ReFT in a few seconds on the shipped pretrained stories260K (a 260K-parameter TinyStories "
+       "LLaMA): teach it five made-up answers with a LoReFT, then show its stories before, every "
+       "taught answer reproduced by greedy generation, and a story for an untaught prompt. Exits "
+       "1 if an answer is not reproduced.",
+       "[--model DIR] [--output DIR] [--steps N]", demo, run_demo},
   };
 }
 

@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,66 @@ enum class InterventionType {
                       // (BoundlessRotatedSpaceIntervention)
   kSigmoidMask,  // (1−σ(a/τ))∘h + σ(a/τ)∘s in the original basis (SigmoidMaskIntervention)
 };
+
+class Intervention;
+struct InterventionOptions;
+
+/// Everything reft knows about an intervention type that is not in its class: one row per type in
+/// one table (src/interventions/intervention.cpp). Code that treats types differently looks a
+/// trait up here instead of switching on InterventionType.
+struct InterventionTraits {
+  InterventionType type;
+  std::string_view name;          // reft's name: "loreft"
+  std::string_view alias;         // another accepted name ("dii", "das"); empty = none
+  std::string_view pyreft_class;  // "LoreftIntervention", "RotatedSpaceIntervention"
+  /// pyreft's SourcelessIntervention (the six ReFT types, module pyreft.interventions); the others
+  /// are pyvene's (pyvene.models.interventions).
+  bool pyreft_module = false;
+  /// Reads the paired source rows s (the interchange family; addition unless constant_source).
+  bool needs_source = false;
+  /// Has trainable parameters; pyvene saves an intkey_*.bin state file only for these.
+  bool trainable = false;
+  /// pyvene's is_source_constant: the sourceless types plus zero and collect.
+  bool constant_source = false;
+  /// Can hold a stored source vector instead of a source run (InterventionOptions::
+  /// constant_source; addition, for activation steering).
+  bool stored_source = false;
+  /// The edit ignores h (LoBiReFT), so generated tokens can be edited for free.
+  bool constant_edit = false;
+  /// Shapes depend on low_rank_dimension r, checked in [1, D].
+  bool low_rank = false;
+  /// low_rank_dimension is the count of rotated coordinates swapped (DAS, pyvene's
+  /// interchange_dim) rather than a tensor shape.
+  bool rank_is_interchange_dim = false;
+  /// Has an orthonormal `rotate_layer` (torch orthogonal() parametrization in pyreft).
+  bool rotation = false;
+  /// A `learned_source` linear map whose output passes through act_fn.
+  bool act_fn = false;
+  /// A `proj_layer` whose bias follows add_bias (pyreft's constructor argument that config.json
+  /// cannot carry).
+  bool proj_layer = false;
+  /// A learned boundary with a temperature schedule (Boundless DAS: boundary_lr, temperatures).
+  bool learned_boundary = false;
+  /// pyvene 0.1.7's load can rebuild it from a saved directory (CollectIntervention: no).
+  bool pyvene_loads = true;
+  /// pyreft/pyvene's state_dict, in order: "dims" = embed_dim and interchange_dim buffers,
+  /// "rotation" = the orthogonal parametrization's original and base, "<module>." = that linear's
+  /// weight and (when present) bias, "<name>:<source>" = saved under <name> from reft's tensor
+  /// <source> ("R": the effective rotation; "arange": arange(D) int64), any other word = the
+  /// tensor of that name. Empty = no file.
+  std::string_view pyvene_state;
+  std::shared_ptr<Intervention> (*make)(const InterventionOptions&) = nullptr;
+
+  /// Trained by reft das: an interchange type with parameters.
+  bool trainable_interchange() const { return needs_source && trainable; }
+  /// Can run during generation: edits without a source run.
+  bool generation_compatible() const { return !needs_source; }
+};
+
+/// The traits of `type` (see InterventionTraits).
+const InterventionTraits& intervention_traits(InterventionType type);
+/// Every row of the table, in InterventionType order.
+std::span<const InterventionTraits> all_intervention_traits();
 
 /// "loreft", "noreft", "direft", "nodireft", "consreft", "lobireft", "vanilla", "addition",
 /// "subtraction", "zero", "collect", "low_rank_rotated" (alias "dii"), "rotated" (alias "das"),
@@ -88,9 +149,11 @@ class Intervention : public torch::nn::Module {
   explicit Intervention(InterventionOptions options) : options_(std::move(options)) {}
   /// h (N, D) → edited (N, D). `source` (N, D) for interchange types, else undefined.
   virtual torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) = 0;
-  virtual bool needs_source() const { return false; }
-  /// Whether the edit ignores h (LoBiReFT), so it can be applied to generated tokens for free.
-  virtual bool is_constant() const { return false; }
+  /// Whether forward reads a source (InterventionTraits::needs_source unless overridden).
+  virtual bool needs_source() const;
+  /// Whether the edit ignores h (LoBiReFT), so it can be applied to generated tokens for free
+  /// (InterventionTraits::constant_edit unless overridden).
+  virtual bool is_constant() const;
   /// The effective orthonormal R (D, r), if the type has one.
   virtual torch::Tensor rotation() const { return {}; }
   const InterventionOptions& options() const { return options_; }

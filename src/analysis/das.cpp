@@ -16,8 +16,7 @@ namespace reft {
 namespace {
 
 bool trainable_type(InterventionType t) {
-  return t == InterventionType::kLowRankRotated || t == InterventionType::kBoundlessRotated ||
-         t == InterventionType::kRotated || t == InterventionType::kSigmoidMask;
+  return intervention_traits(t).trainable_interchange();
 }
 
 }  // namespace
@@ -66,7 +65,8 @@ InterventionOptions das_intervention_options(const DasOptions& o) {
   iv.low_rank_dimension = o.low_rank_dimension;
   iv.orthogonal = o.orthogonal;
   // The full rotation swaps its first r coordinates (pyvene's interchange_dim).
-  if (o.type == InterventionType::kRotated) iv.interchange_dim = o.low_rank_dimension;
+  if (intervention_traits(o.type).rank_is_interchange_dim)
+    iv.interchange_dim = o.low_rank_dimension;
   return iv;
 }
 
@@ -82,8 +82,8 @@ void check_das_options(const Model& model, int64_t layer, const DasOptions& o) {
   if (layer < 0 || layer >= info.num_layers)
     usage_fail("[--layers] layer ", layer, " is out of range: the model has ", info.num_layers,
                " layers (0..", info.num_layers - 1, ")");
-  const bool ranked =
-      o.type == InterventionType::kLowRankRotated || o.type == InterventionType::kRotated;
+  const auto& traits = intervention_traits(o.type);
+  const bool ranked = traits.low_rank || traits.rank_is_interchange_dim;
   if (ranked && (o.low_rank_dimension < 1 || o.low_rank_dimension > info.hidden_size))
     usage_fail("[--rank] expected a subspace dimension in [1, ", info.hidden_size,
                "] (the hidden size), found ", o.low_rank_dimension);

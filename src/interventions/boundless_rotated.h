@@ -9,7 +9,6 @@ class BoundlessRotated final : public Intervention {
  public:
   explicit BoundlessRotated(const InterventionOptions& o);
   torch::Tensor forward(const torch::Tensor& h, const torch::Tensor& source) override;
-  bool needs_source() const override { return true; }
   torch::Tensor rotation() const override { return rotate_->weight(); }
   void set_temperature(double t);
   /// The soft mask over rotated dims (D).

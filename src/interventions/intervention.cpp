@@ -2,6 +2,8 @@
 
 #include "reft/intervention.h"
 
+#include <iterator>
+
 #include "reft/error.h"
 
 namespace reft {
@@ -24,42 +26,73 @@ std::shared_ptr<Intervention> make_sigmoid_mask(const InterventionOptions&);
 
 namespace {
 
-struct TypeEntry {
-  InterventionType type;
-  std::string_view name;
-  std::string_view pyreft_class;
-  std::string_view alias;
-  std::shared_ptr<Intervention> (*make)(const InterventionOptions&);
-};
+using Type = InterventionType;
 
-// One line per intervention type.
-constexpr TypeEntry kTypes[] = {
-    {InterventionType::kLoReFT, "loreft", "LoreftIntervention", "", make_loreft},
-    {InterventionType::kNoReFT, "noreft", "NoreftIntervention", "", make_noreft},
-    {InterventionType::kDiReFT, "direft", "DireftIntervention", "", make_direft},
-    {InterventionType::kNodiReFT, "nodireft", "NodireftIntervention", "", make_nodireft},
-    {InterventionType::kConsReFT, "consreft", "ConsreftIntervention", "", make_consreft},
-    {InterventionType::kLoBiReFT, "lobireft", "LobireftIntervention", "", make_lobireft},
-    {InterventionType::kVanilla, "vanilla", "VanillaIntervention", "", make_vanilla},
-    {InterventionType::kAddition, "addition", "AdditionIntervention", "", make_addition},
-    {InterventionType::kSubtraction, "subtraction", "SubtractionIntervention", "",
-     make_subtraction},
-    {InterventionType::kZero, "zero", "ZeroIntervention", "", make_zero},
-    {InterventionType::kCollect, "collect", "CollectIntervention", "", make_collect},
-    {InterventionType::kLowRankRotated, "low_rank_rotated", "LowRankRotatedSpaceIntervention",
-     "dii", make_low_rank_rotated},
-    {InterventionType::kRotated, "rotated", "RotatedSpaceIntervention", "das", make_rotated},
-    {InterventionType::kBoundlessRotated, "boundless_rotated", "BoundlessRotatedSpaceIntervention",
-     "boundless_das", make_boundless_rotated},
-    {InterventionType::kSigmoidMask, "sigmoid_mask", "SigmoidMaskIntervention", "",
-     make_sigmoid_mask},
+// One row per intervention type, in InterventionType order. Flags not named are false. (Kept
+// compact by hand: a row per type reads as a table.)
+// clang-format off
+constexpr InterventionTraits kTypes[] = {
+    {.type = Type::kLoReFT, .name = "loreft", .pyreft_class = "LoreftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .low_rank = true,
+     .rotation = true, .act_fn = true,
+     // LoreftIntervention.state_dict() returns learned_source and the effective R.
+     .pyvene_state = "weight:learned_source.weight bias:learned_source.bias rotate_layer:R",
+     .make = make_loreft},
+    {.type = Type::kNoReFT, .name = "noreft", .pyreft_class = "NoreftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .low_rank = true,
+     .act_fn = true, .proj_layer = true, .pyvene_state = "dims proj_layer. learned_source.",
+     .make = make_noreft},
+    {.type = Type::kDiReFT, .name = "direft", .pyreft_class = "DireftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .low_rank = true,
+     .rotation = true, .act_fn = true, .pyvene_state = "dims rotation learned_source.",
+     .make = make_direft},
+    {.type = Type::kNodiReFT, .name = "nodireft", .pyreft_class = "NodireftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .low_rank = true,
+     .act_fn = true, .proj_layer = true, .pyvene_state = "dims proj_layer. learned_source.",
+     .make = make_nodireft},
+    {.type = Type::kConsReFT, .name = "consreft", .pyreft_class = "ConsreftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .low_rank = true,
+     .rotation = true, .pyvene_state = "learned_source dims rotation", .make = make_consreft},
+    {.type = Type::kLoBiReFT, .name = "lobireft", .pyreft_class = "LobireftIntervention",
+     .pyreft_module = true, .trainable = true, .constant_source = true, .constant_edit = true,
+     .low_rank = true, .rotation = true, .pyvene_state = "learned_source dims rotation",
+     .make = make_lobireft},
+    {.type = Type::kVanilla, .name = "vanilla", .pyreft_class = "VanillaIntervention",
+     .needs_source = true, .make = make_vanilla},
+    {.type = Type::kAddition, .name = "addition", .pyreft_class = "AdditionIntervention",
+     .needs_source = true, .stored_source = true, .make = make_addition},
+    {.type = Type::kSubtraction, .name = "subtraction", .pyreft_class = "SubtractionIntervention",
+     .needs_source = true, .make = make_subtraction},
+    {.type = Type::kZero, .name = "zero", .pyreft_class = "ZeroIntervention",
+     .constant_source = true, .make = make_zero},
+    {.type = Type::kCollect, .name = "collect", .pyreft_class = "CollectIntervention",
+     .constant_source = true, .pyvene_loads = false, .make = make_collect},
+    {.type = Type::kLowRankRotated, .name = "low_rank_rotated", .alias = "dii",
+     .pyreft_class = "LowRankRotatedSpaceIntervention", .needs_source = true, .trainable = true,
+     .low_rank = true, .rotation = true, .pyvene_state = "dims rotation",
+     .make = make_low_rank_rotated},
+    {.type = Type::kRotated, .name = "rotated", .alias = "das",
+     .pyreft_class = "RotatedSpaceIntervention", .needs_source = true, .trainable = true,
+     .rank_is_interchange_dim = true, .rotation = true, .pyvene_state = "dims rotation",
+     .make = make_rotated},
+    {.type = Type::kBoundlessRotated, .name = "boundless_rotated", .alias = "boundless_das",
+     .pyreft_class = "BoundlessRotatedSpaceIntervention", .needs_source = true,
+     .trainable = true, .rotation = true, .learned_boundary = true,
+     .pyvene_state =
+         "intervention_boundaries temperature intervention_population:arange dims rotation",
+     .make = make_boundless_rotated},
+    {.type = Type::kSigmoidMask, .name = "sigmoid_mask", .pyreft_class = "SigmoidMaskIntervention",
+     .needs_source = true, .trainable = true, .pyvene_state = "mask temperature dims",
+     .make = make_sigmoid_mask},
 };
+// clang-format on
 
-const TypeEntry& entry(InterventionType type) {
-  for (const auto& e : kTypes)
-    if (e.type == type) return e;
-  fail("[intervention] unknown type ", static_cast<int>(type));
+constexpr bool in_enum_order() {
+  for (size_t i = 0; i < std::size(kTypes); ++i)
+    if (static_cast<size_t>(kTypes[i].type) != i) return false;
+  return true;
 }
+static_assert(in_enum_order(), "kTypes must list every InterventionType in enum order");
 
 torch::Tensor act_linear(const torch::Tensor& x) { return x; }
 torch::Tensor act_relu(const torch::Tensor& x) { return torch::relu(x); }
@@ -71,8 +104,23 @@ torch::Tensor act_sigmoid(const torch::Tensor& x) { return torch::sigmoid(x); }
 
 }  // namespace
 
-std::string_view intervention_type_name(InterventionType type) { return entry(type).name; }
-std::string_view pyreft_class_name(InterventionType type) { return entry(type).pyreft_class; }
+const InterventionTraits& intervention_traits(InterventionType type) {
+  const auto i = static_cast<size_t>(type);
+  if (i >= std::size(kTypes)) fail("[intervention] unknown type ", i);
+  return kTypes[i];
+}
+
+std::span<const InterventionTraits> all_intervention_traits() { return kTypes; }
+
+std::string_view intervention_type_name(InterventionType type) {
+  return intervention_traits(type).name;
+}
+std::string_view pyreft_class_name(InterventionType type) {
+  return intervention_traits(type).pyreft_class;
+}
+
+bool Intervention::needs_source() const { return intervention_traits(options_.type).needs_source; }
+bool Intervention::is_constant() const { return intervention_traits(options_.type).constant_edit; }
 
 InterventionType parse_intervention_type(std::string_view name) {
   // Accept "pyvene.LowRankRotatedSpaceIntervention" and similar qualified class names.
@@ -125,13 +173,8 @@ torch::Tensor Intervention::finish(const torch::Tensor& h, const torch::Tensor& 
 std::shared_ptr<Intervention> make_intervention(const InterventionOptions& o) {
   if (o.embed_dim <= 0)
     usage_fail("[intervention] expected a positive embed_dim, found ", o.embed_dim);
-  const auto type = o.type;
-  const bool low_rank = type == InterventionType::kLoReFT || type == InterventionType::kNoReFT ||
-                        type == InterventionType::kDiReFT || type == InterventionType::kNodiReFT ||
-                        type == InterventionType::kConsReFT ||
-                        type == InterventionType::kLoBiReFT ||
-                        type == InterventionType::kLowRankRotated;
-  if (low_rank && (o.low_rank_dimension < 1 || o.low_rank_dimension > o.embed_dim))
+  const auto& traits = intervention_traits(o.type);
+  if (traits.low_rank && (o.low_rank_dimension < 1 || o.low_rank_dimension > o.embed_dim))
     usage_fail("[--rank] expected low_rank_dimension in [1, ", o.embed_dim,
                "] (the hidden size), found ", o.low_rank_dimension);
   if (o.dropout < 0 || o.dropout >= 1)
@@ -139,11 +182,11 @@ std::shared_ptr<Intervention> make_intervention(const InterventionOptions& o) {
   if (o.interchange_dim < 0 || o.interchange_dim > o.embed_dim)
     usage_fail("[interchange_dim] expected a value in [0, ", o.embed_dim, "], found ",
                o.interchange_dim);
-  if (o.constant_source && type != InterventionType::kAddition)
-    usage_fail("[constant_source] expected the addition intervention, found ", entry(type).name);
+  if (o.constant_source && !traits.stored_source)
+    usage_fail("[constant_source] expected the addition intervention, found ", traits.name);
   act_fn_by_name(o.act_fn);  // validates the name
   if (!torch::isFloatingType(o.dtype)) usage_fail("[intervention dtype] expected a floating dtype");
-  return entry(type).make(o);
+  return traits.make(o);
 }
 
 }  // namespace reft

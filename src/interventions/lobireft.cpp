@@ -18,7 +18,6 @@ class LoBiReFT final : public Intervention {
     auto edit = torch::matmul(b_, R.t()).to(h.scalar_type());  // (D)
     return finish(h, edit.expand_as(h));
   }
-  bool is_constant() const override { return true; }
   torch::Tensor rotation() const override { return rotate_->weight(); }
 
  private:

@@ -20,7 +20,6 @@ class LowRankRotated final : public Intervention {
     auto diff = torch::matmul(s.to(R.scalar_type()), R) - torch::matmul(x, R);  // (N, r)
     return (x + torch::matmul(diff, R.t())).to(h.scalar_type());
   }
-  bool needs_source() const override { return true; }
   torch::Tensor rotation() const override { return rotate_->weight(); }
 
  private:

@@ -26,7 +26,6 @@ class Rotated final : public Intervention {
         rh, k, [&](const torch::Tensor& x) { return rs.narrow(-1, 0, x.size(-1)); });
     return torch::matmul(mixed, Q.t()).to(h.scalar_type());
   }
-  bool needs_source() const override { return true; }
   torch::Tensor rotation() const override { return rotate_->weight(); }
 
  private:

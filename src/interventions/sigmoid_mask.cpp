@@ -17,7 +17,6 @@ class SigmoidMask final : public Intervention {
     auto m = torch::sigmoid(mask_ / temperature_).to(h.scalar_type());
     return (1 - m) * h + m * s;
   }
-  bool needs_source() const override { return true; }
 
  private:
   torch::Tensor mask_, temperature_;

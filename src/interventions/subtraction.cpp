@@ -14,7 +14,6 @@ class Subtraction final : public Intervention {
     return replace_leading(h, k,
                            [&](const torch::Tensor& x) { return x - s.narrow(-1, 0, x.size(-1)); });
   }
-  bool needs_source() const override { return true; }
 };
 
 }  // namespace

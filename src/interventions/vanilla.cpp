@@ -25,7 +25,6 @@ class Vanilla final : public Intervention {
     return replace_leading(h, k,
                            [&](const torch::Tensor& x) { return s.narrow(-1, 0, x.size(-1)); });
   }
-  bool needs_source() const override { return true; }
 };
 
 }  // namespace

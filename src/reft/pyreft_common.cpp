@@ -89,46 +89,21 @@ std::string pyvene_key(int64_t layer, Component component, int64_t index, bool d
   return site + "#" + std::to_string(index);
 }
 
-bool is_pyreft_type(InterventionType type) {
-  switch (type) {
-    case InterventionType::kLoReFT:
-    case InterventionType::kNoReFT:
-    case InterventionType::kDiReFT:
-    case InterventionType::kNodiReFT:
-    case InterventionType::kConsReFT:
-    case InterventionType::kLoBiReFT:
-      return true;
-    default:
-      return false;
-  }
-}
+bool is_pyreft_type(InterventionType type) { return intervention_traits(type).pyreft_module; }
 
-bool has_rotation(InterventionType type) {
-  switch (type) {
-    case InterventionType::kLoReFT:
-    case InterventionType::kDiReFT:
-    case InterventionType::kConsReFT:
-    case InterventionType::kLoBiReFT:
-    case InterventionType::kLowRankRotated:
-    case InterventionType::kRotated:
-    case InterventionType::kBoundlessRotated:
-      return true;
-    default:
-      return false;
-  }
-}
+bool has_rotation(InterventionType type) { return intervention_traits(type).rotation; }
 
-bool is_stateless(InterventionType type) {
-  switch (type) {
-    case InterventionType::kVanilla:
-    case InterventionType::kAddition:
-    case InterventionType::kSubtraction:
-    case InterventionType::kZero:
-    case InterventionType::kCollect:
-      return true;
-    default:
-      return false;
+bool is_stateless(InterventionType type) { return !intervention_traits(type).trainable; }
+
+bool state_has(InterventionType type, std::string_view name) {
+  std::string_view layout = intervention_traits(type).pyvene_state;
+  while (!layout.empty()) {
+    const size_t space = layout.find(' ');
+    const auto item = layout.substr(0, space);
+    if (item.substr(0, item.find(':')) == name) return true;
+    layout = space == std::string_view::npos ? std::string_view() : layout.substr(space + 1);
   }
+  return false;
 }
 
 std::string class_string(InterventionType type) {

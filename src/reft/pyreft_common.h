@@ -33,12 +33,16 @@ std::string pyvene_key(int64_t layer, Component component, int64_t index, bool d
 /// get_type_from_string imports.
 std::string class_string(InterventionType type);
 
-/// The six pyreft classes (SourcelessIntervention: no source, constant-source flag true).
+// Shorthands for InterventionTraits (reft/intervention.h):
+/// The six pyreft classes (SourcelessIntervention): InterventionTraits::pyreft_module.
 bool is_pyreft_type(InterventionType type);
-/// Types with a `rotate_layer` (orthogonal R).
+/// Types with a `rotate_layer` (orthogonal R): InterventionTraits::rotation.
 bool has_rotation(InterventionType type);
-/// Types whose pyvene class is not trainable: pyvene saves no intkey file for them.
+/// Types whose pyvene class is not trainable, so pyvene saves no intkey file for them.
 bool is_stateless(InterventionType type);
+/// Whether the type's pyreft/pyvene state dict has an entry named `name` of its own
+/// (InterventionTraits::pyvene_state: a plain word or `name:source`).
+bool state_has(InterventionType type, std::string_view name);
 
 /// The effective weight of torch's orthogonal() with use_trivialization, as pyreft computes it:
 /// base · Q(original), Q the Householder map with int(diag) for r < D and matrix_exp of the

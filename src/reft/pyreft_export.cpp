@@ -60,13 +60,15 @@ std::pair<torch::Tensor, torch::Tensor> parametrization_of(const Intervention& i
 // pyvene's interchange_dim buffer of the intervention (what _do_intervention_by_swap reads).
 int64_t pyvene_interchange_dim(const Intervention& iv) {
   const auto& o = iv.options();
-  if (o.type == InterventionType::kRotated)
+  const auto& traits = intervention_traits(o.type);
+  if (traits.rank_is_interchange_dim)
     return o.interchange_dim > 0 ? o.interchange_dim : o.low_rank_dimension;
-  if (pyreft::is_stateless(o.type)) return interchange_width(o, o.embed_dim);
+  if (!traits.trainable) return interchange_width(o, o.embed_dim);
   return o.embed_dim;
 }
 
-// The state dict pyreft's (or pyvene's) class would return: same names, order and dtypes.
+// The state dict pyreft's (or pyvene's) class would return: same names, order and dtypes, as
+// listed by InterventionTraits::pyvene_state.
 TensorDict state_dict_of(const Intervention& iv) {
   const auto& o = iv.options();
   const auto t = [&](const std::string& name) { return pyreft::to_archive(tensor_of(iv, name)); };
@@ -74,63 +76,32 @@ TensorDict state_dict_of(const Intervention& iv) {
   const auto add = [&](const std::string& name, ArchiveTensor value) {
     out.emplace_back(name, std::move(value));
   };
-  const auto dims = [&] {
-    add("embed_dim", int_scalar(o.embed_dim));
-    add("interchange_dim", int_scalar(pyvene_interchange_dim(iv)));
-  };
-  const auto rotation = [&] {
-    auto [original, base] = parametrization_of(iv);
-    add(std::string(pyreft::kOriginal), pyreft::to_archive(original));
-    add(std::string(pyreft::kBase), pyreft::to_archive(base));
-  };
-  const auto linear = [&](const std::string& module) {
-    add(module + ".weight", t(module + ".weight"));
-    if (has_tensor(iv, module + ".bias")) add(module + ".bias", t(module + ".bias"));
-  };
-  switch (o.type) {
-    case InterventionType::kLoReFT:  // LoreftIntervention.state_dict(): learned_source + effective
-                                     // R
-      add("weight", t("learned_source.weight"));
-      add("bias", t("learned_source.bias"));
-      add("rotate_layer", pyreft::to_archive(iv.rotation().detach()));
-      break;
-    case InterventionType::kNoReFT:
-    case InterventionType::kNodiReFT:
-      dims();
-      linear("proj_layer");
-      linear("learned_source");
-      break;
-    case InterventionType::kConsReFT:
-    case InterventionType::kLoBiReFT:
-      add("learned_source", t("learned_source"));
-      dims();
-      rotation();
-      break;
-    case InterventionType::kDiReFT:
-      dims();
-      rotation();
-      linear("learned_source");
-      break;
-    case InterventionType::kLowRankRotated:
-    case InterventionType::kRotated:
-      dims();
-      rotation();
-      break;
-    case InterventionType::kBoundlessRotated: {
-      add("intervention_boundaries", t("intervention_boundaries"));
-      add("temperature", t("temperature"));
-      add("intervention_population", pyreft::to_archive(torch::arange(o.embed_dim, torch::kInt64)));
-      dims();
-      rotation();
-      break;
+  std::string_view layout = intervention_traits(o.type).pyvene_state;
+  while (!layout.empty()) {
+    const size_t space = layout.find(' ');
+    const std::string item(layout.substr(0, space));
+    layout = space == std::string_view::npos ? std::string_view() : layout.substr(space + 1);
+    if (item == "dims") {
+      add("embed_dim", int_scalar(o.embed_dim));
+      add("interchange_dim", int_scalar(pyvene_interchange_dim(iv)));
+    } else if (item == "rotation") {
+      auto [original, base] = parametrization_of(iv);
+      add(std::string(pyreft::kOriginal), pyreft::to_archive(original));
+      add(std::string(pyreft::kBase), pyreft::to_archive(base));
+    } else if (item.ends_with('.')) {  // a linear module: weight, and bias when it has one
+      add(item + "weight", t(item + "weight"));
+      if (has_tensor(iv, item + "bias")) add(item + "bias", t(item + "bias"));
+    } else if (const size_t colon = item.find(':'); colon != std::string::npos) {
+      const std::string name = item.substr(0, colon), source = item.substr(colon + 1);
+      if (source == "R")
+        add(name, pyreft::to_archive(iv.rotation().detach()));
+      else if (source == "arange")
+        add(name, pyreft::to_archive(torch::arange(o.embed_dim, torch::kInt64)));
+      else
+        add(name, t(source));
+    } else {
+      add(item, t(item));
     }
-    case InterventionType::kSigmoidMask:
-      add("mask", t("mask"));
-      add("temperature", t("temperature"));
-      dims();
-      break;
-    default:
-      break;  // not trainable in pyvene: no file
   }
   return out;
 }
@@ -141,26 +112,22 @@ std::vector<std::string> load_warnings(const ReftConfig& config,
   std::vector<std::string> out;
   for (size_t i = 0; i < config.representations.size(); ++i) {
     const auto& o = config.representations[i].intervention;
-    const std::string cls(pyreft_class_name(o.type));
-    if (o.type == InterventionType::kNoReFT || o.type == InterventionType::kNodiReFT)
+    const auto& traits = intervention_traits(o.type);
+    const std::string cls(traits.pyreft_class);
+    if (traits.proj_layer)
       out.push_back(keys[i] + ": pyreft 0.1.0's ReftModel.load cannot rebuild " + cls +
                     " (its constructor needs add_bias, which config.json cannot carry); in Python "
                     "build it with "
                     "get_reft_model(model, config with " +
                     cls + "(…, add_bias=" + (o.add_bias ? "True" : "False") +
                     ")) and call reft_model.load_intervention(dir, include_model=False)");
-    const bool has_act =
-        o.type == InterventionType::kLoReFT || o.type == InterventionType::kNoReFT ||
-        o.type == InterventionType::kDiReFT || o.type == InterventionType::kNodiReFT;
-    if (has_act && act_fn_by_name(o.act_fn) != act_fn_by_name("linear"))
+    if (traits.act_fn && act_fn_by_name(o.act_fn) != act_fn_by_name("linear"))
       out.push_back(keys[i] + ": ReftModel.load rebuilds " + cls +
                     " with a linear act_fn; pass act_fn=\"" + o.act_fn +
                     "\" when rebuilding it in Python");
-    if (o.type == InterventionType::kCollect)
-      out.push_back(
-          keys[i] +
-          ": pyvene 0.1.7's load expects a source_representation for CollectIntervention and "
-          "fails; rebuild it in Python");
+    if (!traits.pyvene_loads)
+      out.push_back(keys[i] + ": pyvene 0.1.7's load expects a source_representation for " + cls +
+                    " and fails; rebuild it in Python");
   }
   return out;
 }
@@ -188,9 +155,8 @@ std::vector<std::string> write_files(const ReftConfig& config, const std::vector
     types.push_back(pyreft::class_string(o.type));
     dims.push_back(pyvene_interchange_dim(*ivs[i]));
     // pyvene's is_source_constant: true for sourceless (pyreft) and constant-source classes.
-    constant.push_back(pyreft::is_pyreft_type(o.type) || o.type == InterventionType::kZero ||
-                       o.type == InterventionType::kCollect);
-    if (!pyreft::is_stateless(o.type))
+    constant.push_back(intervention_traits(o.type).constant_source);
+    if (intervention_traits(o.type).trainable)
       files.emplace_back("intkey_" + keys[i] + ".bin", state_dict_of(*ivs[i]));
   }
   json out_config = {{"intervention_constant_sources", constant},

@@ -314,8 +314,7 @@ PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& 
       fail("[", file.string(), "] expected tensors for hidden size ", out.embed_dim, " like ",
            d_source, ", found hidden size ", d);
     }
-    const bool low_rank =
-        pyreft::is_pyreft_type(types[i]) || types[i] == InterventionType::kLowRankRotated;
+    const bool low_rank = intervention_traits(types[i]).low_rank;
     if (low_rank && r && reps[i].rank && r != *reps[i].rank)
       fail("[", file.string(), "] expected rank ", *reps[i].rank,
            " (low_rank_dimension of representations[", i,
@@ -341,16 +340,16 @@ PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& 
     o.embed_dim = out.embed_dim;
     if (reps[i].rank) o.low_rank_dimension = *reps[i].rank;
     if (!recorded) {
-      if (types[i] == InterventionType::kNoReFT || types[i] == InterventionType::kNodiReFT)
-        o.add_bias = find(out.states[i], "proj_layer.bias") != nullptr;
+      const auto& traits = intervention_traits(types[i]);
+      if (traits.proj_layer) o.add_bias = find(out.states[i], "proj_layer.bias") != nullptr;
       if (const auto* k = find(out.states[i], "interchange_dim");
-          k && types[i] == InterventionType::kRotated)
+          k && traits.rank_is_interchange_dim)
         o.interchange_dim = pyreft::to_torch(*k).item<int64_t>();
-      else if (types[i] == InterventionType::kRotated && dims[i])
+      else if (traits.rank_is_interchange_dim && dims[i])
         o.interchange_dim = *dims[i];
-      else if (pyreft::is_stateless(types[i]) && dims[i] && *dims[i] != out.embed_dim)
+      else if (!traits.trainable && dims[i] && *dims[i] != out.embed_dim)
         o.interchange_dim = *dims[i];
-      if (types[i] == InterventionType::kRotated && !reps[i].rank && o.interchange_dim > 0)
+      if (traits.rank_is_interchange_dim && !reps[i].rank && o.interchange_dim > 0)
         o.low_rank_dimension = o.interchange_dim;
     }
     if (options.orthogonal) o.orthogonal = *options.orthogonal;

@@ -121,7 +121,7 @@ void load_state(Intervention& iv, const fs::path& file, const TensorDict& state)
   const auto type = iv.options().type;
   StateLoader loader(iv, file);
   const int64_t d = iv.options().embed_dim;
-  if (type == InterventionType::kLoReFT && find(state, "rotate_layer")) {
+  if (pyreft::state_has(type, "rotate_layer") && find(state, "rotate_layer")) {
     // LoReFT's own state_dict: learned_source's weight and bias, and the effective R.
     for (const char* name : {"weight", "bias"})
       if (!find(state, name))
@@ -156,7 +156,7 @@ void load_state(Intervention& iv, const fs::path& file, const TensorDict& state)
       original = &t;
     } else if (name == pyreft::kBase) {
       base = &t;
-    } else if (name == "intervention_population" && type == InterventionType::kBoundlessRotated) {
+    } else if (name == "intervention_population" && pyreft::state_has(type, name)) {
       loader.check_shape(name, pyreft::to_torch(t), {d});  // always arange(D)
     } else if (name == "source_representation") {
       fail("[", file.string(),

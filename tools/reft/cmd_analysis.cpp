@@ -96,14 +96,14 @@ InterventionType das_type(const std::string& name) {
   } catch (const UsageError&) {
     usage_fail("[--type] expected ", kDasTypes, ", found '", name, "'");
   }
-  if (type != InterventionType::kLowRankRotated && type != InterventionType::kBoundlessRotated &&
-      type != InterventionType::kRotated && type != InterventionType::kSigmoidMask)
+  if (!intervention_traits(type).trainable_interchange())
     usage_fail("[--type] expected ", kDasTypes, ", found '", name, "'");
   return type;
 }
 
 bool has_rank(InterventionType t) {
-  return t == InterventionType::kLowRankRotated || t == InterventionType::kRotated;
+  const auto& traits = intervention_traits(t);
+  return traits.low_rank || traits.rank_is_interchange_dim;
 }
 
 void print_das_config(const Model& model, const DasOptions& o, const std::string& data_path,
@@ -122,14 +122,14 @@ void print_das_config(const Model& model, const DasOptions& o, const std::string
   std::fprintf(stderr, "optimizer     AdamW lr %g, %lld epochs × batch %lld, seed %llu", o.lr,
                static_cast<long long>(o.epochs), static_cast<long long>(o.batch_size),
                static_cast<unsigned long long>(o.seed));
-  if (o.type == InterventionType::kBoundlessRotated)
+  if (intervention_traits(o.type).learned_boundary)
     std::fprintf(stderr, "; boundary lr %g, temperature %g → %g", o.boundary_lr,
                  o.temperature_start, o.temperature_end);
   std::fprintf(stderr, "\n");
 }
 
 void print_das_table(const DasSweep& sweep, InterventionType type, size_t eval_pairs) {
-  const bool boundless = type == InterventionType::kBoundlessRotated;
+  const bool boundless = intervention_traits(type).learned_boundary;
   std::printf(
       "layer  component      DAS IIA  random IIA  vanilla IIA  unintervened  train IIA  loss%s\n",
       boundless ? "    boundary" : "");
@@ -244,7 +244,7 @@ std::unique_ptr<ReftModel> interchange_model(Model& model, const Args& args) {
   iv.low_rank_dimension = args.get_int("rank");
   iv.interchange_dim = args.get_int("interchange-dim");
   // The full rotation swaps its first r coordinates unless told otherwise (as reft das trains it).
-  if (iv.type == InterventionType::kRotated && !args.has("interchange-dim"))
+  if (intervention_traits(iv.type).rank_is_interchange_dim && !args.has("interchange-dim"))
     iv.interchange_dim = iv.low_rank_dimension;
   const int64_t layer = args.get_int("layer");
   if (layer < 0 || layer >= model.info().num_layers)

@@ -224,13 +224,80 @@ TEST(ClassificationLabels, InferenceMetricsAndErrors) {
   EXPECT_NEAR(m.accuracy, 5.0 / 6, 1e-12);
   EXPECT_EQ(m.confusion[2][1], 1);
   EXPECT_NEAR(m.macro_f1, (1.0 + 0.8 + 2.0 / 3) / 3, 1e-12);
-  EXPECT_GT(m.mcc, 0.7);
+  // Multi-class MCC (Gorodkin): confusion [[2,0,0],[0,2,0],[0,1,1]], correct c = 5 of s = 6,
+  // predicted counts p = (2,3,1), true counts t = (2,2,2):
+  // (c·s − Σ p·t) / √((s² − Σ p²)(s² − Σ t²)) = (30 − 12) / √((36 − 14)(36 − 12)) = 18 / √528.
+  EXPECT_NEAR(m.mcc, 18.0 / std::sqrt(528.0), 1e-12);
+  // Binary: gold 1,1,1,0,0, predicted 1,1,0,0,1 → TP 2, FN 1, TN 1, FP 1:
+  // (TP·TN − FP·FN) / √((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (2 − 1) / √(3·3·2·2) = 1/6.
+  LabelSpace two;
+  two.names = {"no", "yes"};
+  auto b = classification_metrics(
+      two, torch::eye(2).index_select(0, torch::tensor({1, 1, 0, 0, 1}, torch::kInt64)),
+      torch::tensor({1, 1, 1, 0, 0}, torch::kInt64));
+  EXPECT_NEAR(b.accuracy, 3.0 / 5, 1e-12);
+  EXPECT_NEAR(b.mcc, 1.0 / 6, 1e-12);
   LabelSpace reg;
   reg.problem = ProblemType::kRegression;
   auto r = classification_metrics(reg, torch::tensor({{1.0}, {2.0}, {3.0}, {5.0}}),
                                   torch::tensor({1.0, 2.0, 3.0, 4.0}));
   EXPECT_NEAR(r.spearman, 1.0, 1e-12);
-  EXPECT_GT(r.pearson, 0.95);
+  // Pearson: deviations x − 2.75 = (−1.75, −0.75, 0.25, 2.25), y − 2.5 = (−1.5, −0.5, 0.5, 1.5);
+  // Σ dx·dy = 6.5, Σ dx² = 8.75, Σ dy² = 5 → 6.5 / √43.75.
+  EXPECT_NEAR(r.pearson, 6.5 / std::sqrt(43.75), 1e-6);
+  // Spearman with a swap: ranks (1,2,4,3) vs (1,2,3,4): 1 − 6·Σd²/(n(n²−1)) = 1 − 12/60 = 0.8.
+  auto r2 = classification_metrics(reg, torch::tensor({{1.0}, {2.0}, {9.0}, {5.0}}),
+                                   torch::tensor({1.0, 2.0, 3.0, 4.0}));
+  EXPECT_NEAR(r2.spearman, 0.8, 1e-6);
+}
+
+// True when `s` is well-formed UTF-8.
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    i += n;
+  }
+  return true;
+}
+
+TEST(ClassificationMetrics, ConfusionSvgEscapesAndCutsOnCharacters) {
+  LabelSpace labels;
+  // "é" is two bytes: a byte cut at 8 or 14 would split one.
+  labels.names = {"cat & <kitten>", "\"q\" 'x'", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"};
+  auto m = classification_metrics(
+      labels, torch::eye(3).index_select(0, torch::tensor({0, 1, 2, 2}, torch::kInt64)),
+      torch::tensor({0, 1, 2, 1}, torch::kInt64));
+  const std::string svg = confusion_matrix_svg(m, labels);
+  EXPECT_TRUE(valid_utf8(svg));
+  EXPECT_NE(svg.find(">cat &amp; &lt;kitten&gt;</text>"), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("<kitten"), std::string::npos);
+  EXPECT_NE(svg.find(">&quot;q&quot; &apos;x&apos;</text>"), std::string::npos) << svg;
+  // Axis labels: all ten characters on the left (≤ 14), eight and an ellipsis below.
+  const std::string e = "\u00e9";
+  std::string ten, eight;
+  for (int i = 0; i < 10; ++i) ten += e;
+  for (int i = 0; i < 8; ++i) eight += e;
+  EXPECT_NE(svg.find(">" + ten + "</text>"), std::string::npos) << svg;
+  EXPECT_NE(svg.find(">" + eight + "\u2026</text>"), std::string::npos) << svg;
+  // Every '&' starts an entity; no stray '<' inside text.
+  for (size_t at = svg.find('&'); at != std::string::npos; at = svg.find('&', at + 1)) {
+    const std::string rest = svg.substr(at, 6);
+    EXPECT_TRUE(rest.rfind("&amp;", 0) == 0 || rest.rfind("&lt;", 0) == 0 ||
+                rest.rfind("&gt;", 0) == 0 || rest.rfind("&quot;", 0) == 0 ||
+                rest.rfind("&apos;", 0) == 0)
+        << rest;
+  }
+  for (size_t at = svg.find('<'); at != std::string::npos; at = svg.find('<', at + 1)) {
+    const char next = svg[at + 1];
+    EXPECT_TRUE(next == '/' || std::isalpha(static_cast<unsigned char>(next))) << svg.substr(at, 20);
+    EXPECT_TRUE(svg.compare(at, 6, "<text ") == 0 || svg.compare(at, 6, "<rect ") == 0 ||
+                svg.compare(at, 5, "<svg ") == 0 || svg.compare(at, 2, "</") == 0)
+        << svg.substr(at, 20);
+  }
 }
 
 }  // namespace

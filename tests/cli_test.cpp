@@ -43,9 +43,21 @@ TEST(Cli, ForwardWritesLogitsAndHiddenStates) {
   ASSERT_EQ(r.status, 0) << r.err;
   auto batch = load_safetensors(tmp / "b.safetensors");
   EXPECT_EQ(batch.at("attention_mask")[1][0].item<int64_t>(), 0);
-  EXPECT_TRUE(test::tensors_close(
-      "row 1 vs its own run", batch.at("logits")[1].narrow(0, 1, 2),
-      load_safetensors(tmp / "b.safetensors").at("logits")[1].narrow(0, 1, 2), 0));
+  // Row 1 is [pad, 4, 5]: its real positions must equal a run of "4 5" alone.
+  r = reft({"forward", "--model", (tmp / "m").string(), "--ids", "4 5", "--out",
+            (tmp / "single.safetensors").string()});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto single = load_safetensors(tmp / "single.safetensors");
+  ASSERT_EQ(single.at("logits").sizes(), (std::vector<int64_t>{1, 2, 64}));
+  EXPECT_TRUE(test::tensors_close("left-padded row 1 vs its own run",
+                                  batch.at("logits")[1].narrow(0, 1, 2), single.at("logits")[0],
+                                  1e-5));
+  EXPECT_TRUE(test::tensors_close("left-padded row 1 hidden.3 vs its own run",
+                                  batch.at("hidden.3")[1].narrow(0, 1, 2),
+                                  single.at("hidden.3")[0], 1e-5));
+  // And the padding is not ignored by accident: row 0 differs from row 1.
+  EXPECT_FALSE(torch::allclose(batch.at("logits")[0].narrow(0, 1, 2),
+                               batch.at("logits")[1].narrow(0, 1, 2)));
 }
 
 TEST(Cli, GenerateIdsIsDeterministic) {

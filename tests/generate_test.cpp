@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include "reft/data.h"
 #include "reft/error.h"
 #include "reft/tokenizer.h"
 #include "torch_test_util.h"
@@ -136,6 +137,74 @@ TEST_F(GenerateInvariants, RejectsBadInput) {
   EXPECT_THROW(generate(*model_, {{1000}}, opt), UsageError);
   opt.top_p = 0;
   EXPECT_THROW(generate(*model_, {{1}}, opt), UsageError);
+}
+
+// Prompt templates as generation renders them.
+
+// Meta's Llama-3 chat template starts with bos_token; the shipped llama3 tokenizer adds no BOS
+// (ByteLevel post-processor), so the template must write it, and exactly once.
+TEST(PromptTemplate, Llama3StartsWithBeginOfTextOnce) {
+  REFT_REQUIRE_SHARED("tokenizers/llama3");
+  const auto tok = Tokenizer::load(shared_path);
+  const auto bos = tok->token_to_id("<|begin_of_text|>");
+  ASSERT_TRUE(bos.has_value());
+  const auto ids = encode_prompt(*tok, apply_template("llama3", "Hi"));
+  ASSERT_GE(ids.size(), 2u);
+  EXPECT_EQ(ids[0], *bos);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), *bos), 1);
+  EXPECT_EQ(ids[1], *tok->token_to_id("<|start_header_id|>"));
+  // Chat data rendered with llama3 starts the same way.
+  Record chat{{{"messages",
+                {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Yo"}}}}},
+              "chat:1"};
+  DataOptions o;
+  o.template_name = "llama3";
+  const auto ds = make_lm_dataset({chat}, *tok, o);
+  EXPECT_EQ(ds.examples[0].input_ids[0], *bos);
+  EXPECT_EQ(std::count(ds.examples[0].input_ids.begin(), ds.examples[0].input_ids.end(), *bos), 1);
+  EXPECT_EQ(ds.examples[0].prompt, apply_template("llama3", "Hi"));
+}
+
+// A tokenizer that adds BOS itself and a template that writes it: still one BOS.
+TEST(PromptTemplate, BosWrittenByTheTemplateIsNotDoubled) {
+  REFT_REQUIRE_SHARED("tokenizers/stories260K");
+  const auto tok = Tokenizer::load(shared_path);
+  ASSERT_EQ(tok->bos_id(), 1);
+  const auto plain = encode_prompt(*tok, "Hello");
+  const auto with_bos = encode_prompt(*tok, apply_template("<s>{prompt}", "Hello"));
+  EXPECT_EQ(with_bos, plain);
+  EXPECT_EQ(plain[0], 1);
+  EXPECT_NE(plain[1], 1);
+}
+
+// The template an adapter records is the one the prompts were rendered with.
+TEST(PromptTemplate, DatasetRecordsTheTemplateUsed) {
+  REFT_REQUIRE_SHARED("tokenizers/stories260K");
+  const auto tok = Tokenizer::load(shared_path);
+  const Record alpaca{{{"instruction", "Say hi"}, {"output", "hi"}}, "a:1"};
+  const Record chat{
+      {{"messages",
+        {{{"role", "user"}, {"content", "Say hi"}}, {{"role", "assistant"}, {"content", "hi"}}}}},
+      "c:1"};
+  const Record plain{{{"prompt", "Say hi"}, {"completion", " hi"}}, "p:1"};
+  const DataOptions none;
+  auto a = make_lm_dataset({alpaca}, *tok, none);
+  EXPECT_EQ(a.template_name, "alpaca");
+  EXPECT_EQ(a.examples[0].prompt, apply_template(a.template_name, "Say hi"));
+  auto c = make_lm_dataset({chat}, *tok, none);
+  EXPECT_EQ(c.template_name, "chatml");
+  EXPECT_EQ(c.examples[0].prompt, apply_template(c.template_name, "Say hi"));
+  EXPECT_EQ(make_lm_dataset({plain}, *tok, none).template_name, "none");
+  DataOptions zephyr;
+  zephyr.template_name = "zephyr";
+  auto z = make_lm_dataset({chat}, *tok, zephyr);
+  EXPECT_EQ(z.template_name, "zephyr");
+  EXPECT_EQ(z.examples[0].prompt, apply_template("zephyr", "Say hi"));
+  // A chat template without a chat form renders "role: content"; the recorded one matches.
+  DataOptions alpaca_for_chat;
+  alpaca_for_chat.template_name = "alpaca";
+  auto p = make_lm_dataset({chat}, *tok, alpaca_for_chat);
+  EXPECT_EQ(p.examples[0].prompt, apply_template(p.template_name, "Say hi"));
 }
 
 }  // namespace

@@ -123,4 +123,24 @@ TEST(TokenizerGolden, AutoBackendMatchesSentencePieceWherePresent) {
   }
 }
 
+// Text with special-token strings between spaces: HF splits the added tokens off first and
+// normalizes every other section alone, so the " " between "</s>" and "<s>" is stripped, then
+// prepended with "▁": ["▁He", "ll", "o", "</s>", "▁", "<s>", "▁w", "or", "ld"]. Both backends.
+TEST(TokenizerGolden, SpacesBetweenSpecialTokensKeepTheirPiece) {
+  REFT_REQUIRE_SHARED("tokenizers/stories260K");
+  for (const auto backend : {TokenizerBackend::kJson, TokenizerBackend::kAuto}) {
+    SCOPED_TRACE(backend == TokenizerBackend::kJson ? "tokenizer.json" : "auto");
+    const auto tok = Tokenizer::load(shared_path, {.backend = backend});
+    expect_ids("two specials", tok->encode("Hello </s> <s> world", false),
+               {346, 306, 414, 2, 410, 1, 263, 304, 341});
+    expect_ids("two spaces", tok->encode("Hello </s>  <s> world", true),
+               {1, 346, 306, 414, 2, 410, 1, 263, 304, 341});
+    expect_ids("leading", tok->encode(" <s> world", false), {410, 1, 263, 304, 341});
+    expect_ids("one special", tok->encode("Hello </s> world", false),
+               {346, 306, 414, 2, 263, 304, 341});
+    // Without an added token the text is one section: SentencePiece drops a lone " ".
+    if (backend == TokenizerBackend::kAuto) expect_ids("lone space", tok->encode(" ", false), {});
+  }
+}
+
 }  // namespace

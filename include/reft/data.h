@@ -32,6 +32,11 @@ std::string apply_template(std::string_view template_name, std::string_view prom
 /// The names above (for --help and errors).
 std::vector<std::string> template_names();
 
+/// Encodes a rendered prompt (or prompt + completion) with the tokenizer's special tokens. A
+/// template that writes the BOS text itself (llama3's "<|begin_of_text|>", as Meta's chat
+/// template does) keeps exactly one: when the tokenizer adds BOS too, the duplicate is dropped.
+std::vector<int64_t> encode_prompt(const Tokenizer& tokenizer, std::string_view text);
+
 enum class DataFormat { kAuto, kPromptCompletion, kAlpaca, kChat, kClassification };
 DataFormat parse_data_format(std::string_view name);
 
@@ -62,6 +67,10 @@ struct Example {
 struct Dataset {
   std::vector<Example> examples;
   std::vector<std::string> warnings;  // truncations, skipped records
+  /// The template the prompts were rendered with: DataOptions::template_name, or the format's
+  /// default when that is "none" (alpaca data → "alpaca", chat data → "chatml"). An adapter
+  /// records this one, so that generation renders prompts as training did.
+  std::string template_name = "none";
   int64_t num_tokens() const;
 };
 

@@ -215,6 +215,8 @@ std::unique_ptr<Tokenizer> load_sentencepiece(const std::filesystem::path& dir,
     parts.prepare = make_normalizer(prepare, "LlamaTokenizer legacy=false");
     parts.drop_lead_before_special = model->token_to_id("\u2581");
   }
+  if (legacy && info.add_dummy_prefix && info.remove_extra_whitespaces)
+    parts.space_section_piece = model->token_to_id("\u2581");
   const SentencePieceModel* sp_model = model.get();
   parts.model = std::move(model);
   const auto roles = apply_config(config, parts, [&](const std::string& content) {

@@ -45,6 +45,11 @@ std::vector<TokenId> PipelineTokenizer::encode_text(std::string_view text) const
     }
     std::string normalized(text.substr(section.begin, section.end - section.begin));
     if (normalized.empty()) continue;
+    if (parts_.space_section_piece && sections.size() > 1 &&
+        normalized.find_first_not_of(' ') == std::string::npos) {
+      out.push_back(*parts_.space_section_piece);
+      continue;
+    }
     if (parts_.normalizer) parts_.normalizer->normalize(normalized);
     if (normalized.empty()) continue;
     const auto subsections = parts_.added.split(normalized, true);

@@ -25,6 +25,10 @@ class PipelineTokenizer : public Tokenizer {
     /// Drops a leading id `drop_lead_before_special` when a special token follows it (non-legacy
     /// LlamaTokenizer: the "▁" it prepends to text that starts with a special token).
     std::optional<TokenId> drop_lead_before_special;
+    /// SentencePiece models with add_dummy_prefix and remove_extra_whitespaces (TinyStories): a
+    /// section of only spaces between added tokens ("</s> <s>") becomes this id ("▁"), as HF's
+    /// tokenizer.json pipeline gives (strip, then prepend "▁"); SentencePiece alone would drop it.
+    std::optional<TokenId> space_section_piece;
     std::string description;
   };
   /// Special-token roles, resolved by the loader.

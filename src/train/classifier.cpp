@@ -564,6 +564,49 @@ torch::Tensor predict_logits(ReftClassifier& classifier, const Dataset& data, in
   return torch::cat(out, 0);
 }
 
+namespace {
+
+// The first `max_chars` code points of UTF-8 `s` (never a cut inside a multi-byte character),
+// with "…" when something was cut.
+std::string utf8_prefix(const std::string& s, size_t max_chars) {
+  size_t chars = 0, i = 0;
+  while (i < s.size() && chars < max_chars) {
+    ++i;
+    while (i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) ++i;
+    ++chars;
+  }
+  return i >= s.size() ? s : s.substr(0, i) + "\xE2\x80\xA6";
+}
+
+// Text content for an SVG (XML) element.
+std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string confusion_matrix_svg(const ClassificationMetrics& m, const LabelSpace& labels) {
   const size_t K = m.confusion.size();
   const double cell = std::max(28.0, std::min(64.0, 480.0 / std::max<size_t>(1, K)));
@@ -585,12 +628,13 @@ std::string confusion_matrix_svg(const ClassificationMetrics& m, const LabelSpac
   svg += buf;
   for (size_t g = 0; g < K; ++g) {
     const std::string name = g < labels.names.size() ? labels.names[g] : std::to_string(g);
-    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">%s</text>\n",
-                  left - 6, top + cell * (g + 0.5) + 4, name.substr(0, 14).c_str());
-    svg += buf;
-    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">%s</text>\n",
-                  left + cell * (g + 0.5), top + cell * K + 16, name.substr(0, 8).c_str());
-    svg += buf;
+    // Labels are user text: cut on code points, then escaped (the buffer only holds numbers).
+    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"end\">", left - 6,
+                  top + cell * (g + 0.5) + 4);
+    svg += buf + xml_escape(utf8_prefix(name, 14)) + "</text>\n";
+    std::snprintf(buf, sizeof buf, "<text x=\"%.0f\" y=\"%.0f\" text-anchor=\"middle\">",
+                  left + cell * (g + 0.5), top + cell * K + 16);
+    svg += buf + xml_escape(utf8_prefix(name, 8)) + "</text>\n";
     for (size_t p = 0; p < K; ++p) {
       const double v = static_cast<double>(m.confusion[g][p]) / peak;
       const int shade = static_cast<int>(255 - 200 * v);

@@ -154,7 +154,7 @@ std::string apply_template(std::string_view name, std::string_view prompt, std::
   if (name == "chatml") return "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n";
   if (name == "llama2") return "[INST] " + user + " [/INST]";
   if (name == "llama3")
-    return "<|start_header_id|>user<|end_header_id|>\n\n" + user +
+    return "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + user +
            "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
   if (name == "zephyr") return "<|user|>\n" + user + "</s>\n<|assistant|>\n";
   const std::string t(name);
@@ -168,6 +168,13 @@ std::string apply_template(std::string_view name, std::string_view prompt, std::
   std::string out = t;
   out.replace(at, 8, user);
   return out;
+}
+
+std::vector<int64_t> encode_prompt(const Tokenizer& tok, std::string_view text) {
+  auto ids = tok.encode(text, /*add_special_tokens=*/true);
+  const auto bos = tok.bos_id();
+  if (bos && ids.size() >= 2 && ids[0] == *bos && ids[1] == *bos) ids.erase(ids.begin());
+  return ids;
 }
 
 DataFormat parse_data_format(std::string_view name) {
@@ -227,7 +234,7 @@ std::pair<std::string, std::string> render_chat(const Record& r, const std::stri
   }
   if (last_assistant < 0)
     fail("[", r.where, "] field '", field, "': expected an assistant message to learn");
-  std::string prompt;
+  std::string prompt = t == "llama3" ? "<|begin_of_text|>" : "";
   for (int i = 0; i < last_assistant; ++i) {
     const std::string role = msgs[i]["role"], content = msgs[i]["content"];
     if (t == "chatml") {
@@ -284,22 +291,27 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
         "[data] these records look like classification data (text, label); use --task "
         "classification");
   const auto eos = tok.eos_id();
+  ds.template_name = o.template_name.empty() ? "none" : o.template_name;
+  if (ds.template_name == "none" && format == DataFormat::kAlpaca) ds.template_name = "alpaca";
+  if (ds.template_name == "none" && format == DataFormat::kChat) ds.template_name = "chatml";
+  if (format == DataFormat::kChat && chat_turn_end(ds.template_name).empty() &&
+      ds.template_name != "llama2")
+    ds.template_name = "user: {prompt}\nassistant: ";  // render_chat's plain form, one user turn
   int64_t truncated = 0;
   for (const auto& r : records) {
     std::string prompt, completion;
     switch (format) {
       case DataFormat::kAlpaca:
-        prompt = apply_template(o.template_name == "none" ? "alpaca" : o.template_name,
+        prompt = apply_template(ds.template_name,
                                 string_field(r, o.instruction_field, true, "--instruction-field"),
                                 string_field(r, o.input_field, false, "--input-field"));
         completion = string_field(r, o.output_field, true, "--output-field");
         break;
       case DataFormat::kChat:
-        std::tie(prompt, completion) = render_chat(
-            r, o.messages_field, o.template_name == "none" ? "chatml" : o.template_name);
+        std::tie(prompt, completion) = render_chat(r, o.messages_field, ds.template_name);
         break;
       default:
-        prompt = apply_template(o.template_name,
+        prompt = apply_template(ds.template_name,
                                 string_field(r, o.prompt_field, true, "--prompt-field"));
         completion = string_field(r, o.completion_field, true, "--completion-field");
     }
@@ -308,8 +320,8 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
     e.prompt = prompt;
     e.completion = completion;
     // As pyreft: the concatenation is tokenized in one go; the prompt alone gives the boundary.
-    e.input_ids = tok.encode(prompt + completion, /*add_special_tokens=*/true);
-    e.prompt_length = static_cast<int64_t>(tok.encode(prompt, /*add_special_tokens=*/true).size());
+    e.input_ids = encode_prompt(tok, prompt + completion);
+    e.prompt_length = static_cast<int64_t>(encode_prompt(tok, prompt).size());
     if (o.add_eos && eos && (e.input_ids.empty() || e.input_ids.back() != *eos))
       e.input_ids.push_back(*eos);
     if (static_cast<int64_t>(e.input_ids.size()) > o.max_length) {
@@ -336,6 +348,7 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
 Dataset make_classification_dataset(const std::vector<Record>& records, const Tokenizer& tok,
                                     const DataOptions& o) {
   Dataset ds;
+  ds.template_name = o.template_name.empty() ? "none" : o.template_name;
   int64_t truncated = 0;
   for (const auto& r : records) {
     Example e;
@@ -357,7 +370,7 @@ Dataset make_classification_dataset(const std::vector<Record>& records, const To
            "': expected a string, integer, number or list");
     e.prompt = apply_template(o.template_name, text);
     if (pair.empty()) {
-      e.input_ids = tok.encode(e.prompt, true);
+      e.input_ids = encode_prompt(tok, e.prompt);
     } else {
       auto enc = tok.encode_pair(e.prompt, pair, true);
       e.input_ids = std::move(enc.ids);

@@ -174,7 +174,7 @@ double exact_match(ReftModel& reft, const Dataset& data, const Tokenizer& tok,
   auto hooks = reft.generation_hooks(false);
   int64_t hits = 0;
   for (const auto& e : data.examples) {
-    auto prompt = tok.encode(e.prompt, true);
+    auto prompt = encode_prompt(tok, e.prompt);
     const auto want = tok.encode(e.completion, false);
     GenerationOptions g;
     g.max_new_tokens = std::min<int64_t>(max_new_tokens, static_cast<int64_t>(want.size()) + 8);

@@ -80,7 +80,7 @@ int run_eval(const Args& args) {
       for (const auto& e : data.examples) {
         const auto want = o.tokenizer->encode(e.completion, false);
         g.max_new_tokens = static_cast<int64_t>(want.size()) + 8;
-        auto out = generate(*o.model, {o.tokenizer->encode(e.prompt, true)}, g, hooks.get());
+        auto out = generate(*o.model, {encode_prompt(*o.tokenizer, e.prompt)}, g, hooks.get());
         const auto trim = [](const std::string& s) {
           const auto a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
           return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);

@@ -94,7 +94,8 @@ int run_generate(const Args& args) {
       texts.push_back(args.get("prompt"));
     else
       texts = read_lines(args.get("prompts-file"));
-    for (const auto& t : texts) prompts.push_back(tokenizer->encode(apply_template(tmpl, t), true));
+    for (const auto& t : texts)
+      prompts.push_back(encode_prompt(*tokenizer, apply_template(tmpl, t)));
   }
   if (tokenizer && tokenizer->pad_id()) g.pad_token_id = *tokenizer->pad_id();
   std::shared_ptr<SiteHooks> hooks;

@@ -244,13 +244,14 @@ int run_train(const Args& args) {
     for (size_t i = 0; i < order.size(); ++i)
       (i < order.size() - n_eval ? tr : ev).examples.push_back(train.examples[order[i]]);
     tr.warnings = train.warnings;
+    tr.template_name = train.template_name;
     train = std::move(tr);
     eval = std::move(ev);
   }
   for (const auto& w : train.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   auto topt = train_options(args);
   topt.output_dir = args.get("output");
-  topt.meta.template_name = dopt.template_name;
+  topt.meta.template_name = train.template_name;  // the one the data was rendered with
   ReftModel reft(*model, config, topt.seed);
   print_resolved(reft, topt, data_path, train.examples.size(), eval ? eval->examples.size() : 0);
   TrainSummary summary;

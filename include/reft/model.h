@@ -73,8 +73,9 @@ struct ForwardInput {
   /// Run only layers [0, stop_layer) and skip the head (feature collection); -1 = all.
   int stop_layer = -1;
   /// Resume from a cached residual stream: `start_hidden` (B, T, D) is the output of block
-  /// start_layer − 1 = the block input of layer `start_layer` (frozen-prefix caching; decoders).
-  /// The block_output site of layer start_layer − 1 fires on it first. Undefined = embeddings.
+  /// start_layer − 1 = the block input of layer `start_layer` (frozen-prefix caching; every
+  /// family). The block_output site of layer start_layer − 1 fires on it first. Undefined =
+  /// embeddings.
   int start_layer = 0;
   torch::Tensor start_hidden;
 };

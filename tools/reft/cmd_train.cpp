@@ -22,6 +22,7 @@
 #include "reft/runtime.h"
 #include "reft/tokenizer.h"
 #include "reft/trainer.h"
+#include "run_outputs.h"
 #include "util/files.h"
 
 // The demo's model, shipped in the source tree (CMake defines the path).
@@ -30,24 +31,12 @@
 #endif
 
 namespace reft::cli {
-namespace {
-
-std::string format_duration(double s) {
-  const int total = static_cast<int>(s + 0.5);
-  char buf[32];
-  if (total >= 3600)
-    std::snprintf(buf, sizeof buf, "%d:%02d:%02d", total / 3600, total / 60 % 60, total % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%d:%02d", total / 60, total % 60);
-  return buf;
-}
-
-}  // namespace
 
 std::vector<Flag> intervention_flags() {
   return {
       {"config", "FILE", "",
-       "ReFT config JSON (pyreft vocabulary); replaces the intervention flags below"},
+       "ReFT config JSON (pyreft vocabulary: layers, low_rank_dimension, …; also training "
+       "options such as lr, epochs); a flag given on the command line wins, with a note"},
       {"layers", "L", "all", "layers to intervene on: \"3;9\", \"0-4\" or all"},
       {"component", "C", "block_output",
        "site: block_input, attention_input, attention_output, mlp_input, mlp_output, block_output"},
@@ -65,7 +54,8 @@ std::vector<Flag> intervention_flags() {
 
 ReftConfig config_from_flags(const Args& args, const ModelInfo& info) {
   if (auto file = args.maybe("config")) {
-    const auto json = read_json_file(*file);
+    auto json = read_json_file(*file);
+    override_config_json(args, json, *file);  // the command line's intervention flags win
     auto config = ReftConfig::from_json(json, *file, info.num_layers);
     config.validate(info);
     return config;
@@ -143,29 +133,14 @@ TrainOptions train_options(const Args& args) {
   if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
   t.seed = static_cast<uint64_t>(seed);
   t.log_every = args.get_int("log-every");
-  t.save_every = args.get_int("save-every");
+  t.save_every = args.get("save-every") == "auto" ? -1 : args.get_int("save-every");
   t.eval_every = args.get_int("eval-every");
   t.resume = args.has("resume");
   t.cache_frozen_prefix = !args.has("no-prefix-cache");
   if (t.log_every < 1) usage_fail("[--log-every] expected >= 1, found ", t.log_every);
-  if (t.save_every < 0) usage_fail("[--save-every] expected >= 0, found ", t.save_every);
+  if (t.save_every < -1 || (t.save_every == -1 && args.get("save-every") != "auto"))
+    usage_fail("[--save-every] expected auto or >= 0, found ", args.get("save-every"));
   return t;
-}
-
-TrainCallbacks progress_printer() {
-  TrainCallbacks cb;
-  cb.on_step = [](const TrainEvent& e) {
-    std::fprintf(stderr, "step %lld/%lld  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %s\n",
-                 static_cast<long long>(e.step), static_cast<long long>(e.total_steps), e.epoch,
-                 e.loss, e.lr, e.tokens_per_s, format_duration(e.eta_s).c_str());
-  };
-  cb.on_eval = [](const EvalResult& r) {
-    std::fprintf(stderr, "eval at step %lld: loss %.4f", static_cast<long long>(r.step), r.loss);
-    if (r.exact_match >= 0) std::fprintf(stderr, ", exact match %.1f%%", 100 * r.exact_match);
-    std::fprintf(stderr, " (%lld examples)\n", static_cast<long long>(r.examples));
-  };
-  cb.on_message = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
-  return cb;
 }
 
 void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::string& data,
@@ -204,6 +179,7 @@ void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::str
 }
 
 namespace {
+
 
 int run_train(const Args& args) {
   apply_runtime_flags(args);
@@ -255,6 +231,7 @@ int run_train(const Args& args) {
   ReftModel reft(*model, config, topt.seed);
   print_resolved(reft, topt, data_path, train.examples.size(), eval ? eval->examples.size() : 0);
   TrainSummary summary;
+  const RunOutputs outputs(topt.output_dir);
   if (classification) {
     auto labels = infer_labels(train, args.get_int("num-labels"));
     ReftClassifier classifier(reft, labels, args.get_double("head-dropout"), topt.seed);
@@ -263,12 +240,13 @@ int run_train(const Args& args) {
                  static_cast<long long>(labels.num_labels()),
                  classifier.head_from_checkpoint() ? "from the checkpoint" : "new",
                  classifier.trainable_parameters_summary().c_str());
-    summary =
-        train_classifier(classifier, train, eval ? &*eval : nullptr, topt, progress_printer());
+    summary = train_classifier(classifier, train, eval ? &*eval : nullptr, topt,
+                               outputs.wrap(progress_printer()));
   } else {
-    summary =
-        train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(), progress_printer());
+    summary = train_reft(reft, train, eval ? &*eval : nullptr, topt, tokenizer.get(),
+                         outputs.wrap(progress_printer()));
   }
+  outputs.finish(summary, reft.num_trainable_parameters());
   std::fprintf(stderr, "done: %lld steps in %.1f s, final loss %.4f; adapter written to %s\n",
                static_cast<long long>(summary.steps), summary.seconds, summary.final_loss,
                topt.output_dir.c_str());
@@ -459,8 +437,13 @@ std::vector<Command> train_commands() {
       {"schedule", "S", "linear", "linear, cosine or constant"},
       {"max-grad-norm", "N", "1", "gradient clipping; 0 = off"},
       {"seed", "S", "42", "seed of the intervention init, data order and dropout"},
-      {"log-every", "N", "1", "log every N steps (stderr and metrics.jsonl)"},
-      {"save-every", "N", "0", "checkpoint every N steps (0 = at the end)"},
+      {"log-every", "N", "1",
+       "log every N steps (metrics.jsonl; stderr: a line redrawn in place on a terminal, plain "
+       "lines otherwise)"},
+      {"save-every", "N", "auto",
+       "checkpoint into --output/checkpoint every N steps so that --resume can continue an "
+       "interrupted run; auto = every 10% of the run, at most 500 steps apart; 0 = only at the "
+       "end"},
       {"eval-every", "N", "0", "evaluate every N steps (0 = at the end)"},
       {"resume", "", "", "continue from --output's checkpoint"},
       {"no-prefix-cache", "", "", "recompute the frozen layers below the interventions every step"},
@@ -485,7 +468,8 @@ std::vector<Command> train_commands() {
        "Train interventions on a frozen model (causal LM: loss on completion tokens only). Prints "
        "the resolved "
        "configuration and progress on stderr; writes the adapter and metrics into --output.",
-       "--model DIR [--data FILE] [--output DIR] [flags]", train, run_train},
+       "--model DIR [--data FILE] [--output DIR] [flags]", train, run_train,
+       /*takes_positional=*/false, /*merges_config=*/true},
       {"demo",
        "ReFT in a few seconds on the shipped pretrained stories260K (a 260K-parameter TinyStories "
        "LLaMA): teach it five made-up answers with a LoReFT, then show its stories before, every "

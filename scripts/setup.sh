@@ -25,9 +25,21 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-echo "setup: installing ${missing[*]}"
+install_line="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
 sudo_cmd=()
-[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+if [ "$(id -u)" -ne 0 ]; then
+  # A pristine Debian has no sudo: say what to run as root instead of "sudo: command not found".
+  if ! command -v sudo >/dev/null 2>&1; then
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: not root and sudo is not installed; run this script as root (su -c $0)," \
+      "or run as root:" >&2
+    echo "  $install_line" >&2
+    exit 1
+  fi
+  sudo_cmd=(sudo)
+fi
+
+echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

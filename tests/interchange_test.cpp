@@ -222,7 +222,7 @@ TEST_F(TinyModelTest, SteeringTowardATokenRaisesItsLogit) {
   EXPECT_NE(error_of([&] { write_pyreft_adapter(*strong, tmp_ / "py"); }).find("no pyreft form"),
             std::string::npos);
   EXPECT_NE(
-      error_of([&] { make_steering_model(*model_, direction, std::nan(""), 2); }).find("[--alpha]"),
+      error_of([&] { make_steering_model(*model_, direction, std::nan(""), 2); }).find("[alpha]"),
       std::string::npos);
   EXPECT_NE(error_of([&] {
               make_steering_model(*model_, direction.narrow(0, 0, 8), 1.0, 2);
@@ -258,19 +258,20 @@ TEST_F(TinyModelTest, DasRejectsBadOptionsAndDataUpFront) {
     return error_of([&] { check_das_options(*model_, layer, o); });
   };
   EXPECT_EQ(option_error(2, {}), "");
-  EXPECT_NE(option_error(2, {.type = InterventionType::kLoReFT}).find("[--type]"),
+  EXPECT_NE(option_error(2, {.type = InterventionType::kLoReFT}).find("[DasOptions.type]"),
             std::string::npos);
   EXPECT_NE(option_error(3, {}).find("out of range"), std::string::npos);
-  EXPECT_NE(option_error(0, {.low_rank_dimension = 33}).find("[--rank] expected a subspace"),
+  EXPECT_NE(option_error(0, {.low_rank_dimension = 33})
+                .find("[DasOptions.low_rank_dimension] expected a subspace"),
             std::string::npos);
   EXPECT_NE(option_error(0, {.type = InterventionType::kRotated, .low_rank_dimension = 0})
-                .find("[--rank]"),
+                .find("[DasOptions.low_rank_dimension]"),
             std::string::npos);
   EXPECT_EQ(option_error(0, {.type = InterventionType::kBoundlessRotated, .low_rank_dimension = 0}),
             "")
       << "boundless DAS learns its width; --rank does not apply";
-  EXPECT_NE(option_error(0, {.epochs = 0}).find("[--epochs]"), std::string::npos);
-  EXPECT_NE(option_error(0, {.lr = std::nan("")}).find("[--lr]"), std::string::npos);
+  EXPECT_NE(option_error(0, {.epochs = 0}).find("[DasOptions.epochs]"), std::string::npos);
+  EXPECT_NE(option_error(0, {.lr = std::nan("")}).find("[DasOptions.lr]"), std::string::npos);
   EXPECT_NE(option_error(0, {.temperature_end = 0}).find("temperature"), std::string::npos);
 
   std::vector<CounterfactualPair> pairs = {id_pair({1, 5}, {1, 6}, {1}, {1}),

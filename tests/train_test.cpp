@@ -218,11 +218,8 @@ TEST_F(TrainTest, ResumeAfterAKillEqualsAnUninterruptedRun) {
   auto pa = a.named_parameters(), pc = c.named_parameters();
   for (size_t i = 0; i < pa.size(); ++i)
     EXPECT_TRUE(tensors_close(pa[i].first, pc[i].second, pa[i].second, 1e-6));
-  // metrics.jsonl has each step once.
-  std::ifstream metrics(tmp_ / "b" / "metrics.jsonl");
-  int lines = 0;
-  for (std::string line; std::getline(metrics, line);) ++lines;
-  EXPECT_EQ(lines, 8);
+  // metrics.jsonl is the frontend's (tools/reft/run_outputs.h): cli_usability_test checks that a
+  // resumed run's file has each step once.
 }
 
 TEST_F(TrainTest, SameSeedSameLosses) {

@@ -35,7 +35,10 @@ struct TrainOptions {
   uint64_t seed = 42;
   bool shuffle = true;
   int64_t log_every = 1;
-  int64_t save_every = 0;  // checkpoint every N steps (0 = only at the end)
+  /// Checkpoint every N steps; 0 = only at the end; < 0 = every 10% of the run, at most 500 steps
+  /// apart (a checkpoint holds only the interventions and their optimizer state, so this costs
+  /// little and an interrupted run loses at most a tenth of its work).
+  int64_t save_every = 0;
   int64_t eval_every = 0;  // evaluate every N steps (0 = only at the end)
   int64_t eval_max_new_tokens = 64;
   bool eval_generate = true;         // exact match of greedy generations on the eval split
@@ -76,15 +79,18 @@ struct TrainSummary {
 };
 
 struct TrainCallbacks {
+  /// Before the first step: the step training starts after (> 0 when resumed) and the total.
+  std::function<void(int64_t start_step, int64_t total_steps)> on_start;
   std::function<void(const TrainEvent&)> on_step;
   std::function<void(const EvalResult&)> on_eval;
   std::function<void(const std::string&)> on_message;  // warnings, checkpoint notes
 };
 
 /// Trains `reft` on `train` (causal LM). `tokenizer` is needed for generation-based evaluation.
-/// Writes into output_dir: the adapter (reft_config.json + interventions.safetensors),
-/// checkpoint/ (every save_every steps), metrics.jsonl, summary.json and loss.svg. A NaN/inf loss
-/// stops training with a reft::Error and leaves the last checkpoint untouched.
+/// Writes into output_dir the adapter (reft_config.json + interventions.safetensors) and
+/// checkpoint/ (every save_every steps); logs and plots are the caller's, from the callbacks. A
+/// NaN/inf loss stops training with a reft::Error and leaves the last checkpoint untouched. Bad
+/// options throw UsageError naming the field ("[TrainOptions.lr] expected > 0, found -1").
 TrainSummary train_reft(ReftModel& reft, const Dataset& train, const Dataset* eval,
                         const TrainOptions& options, const Tokenizer* tokenizer = nullptr,
                         const TrainCallbacks& callbacks = {});

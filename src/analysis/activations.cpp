@@ -50,13 +50,15 @@ class GatherHooks final : public SiteHooks {
 Activations collect_activations(Model& model, const std::vector<std::vector<int64_t>>& sequences,
                                 const CollectOptions& options, std::span<const std::string> where) {
   const auto& info = model.info();
-  if (options.layers.empty()) usage_fail("[--layers] expected at least one layer, found none");
+  if (options.layers.empty())
+    usage_fail("[CollectOptions.layers] expected at least one layer, found none");
   for (int64_t l : options.layers)
     if (l < 0 || l >= info.num_layers)
-      usage_fail("[--layers] layer ", l, " is out of range: the model has ", info.num_layers,
+      usage_fail("[CollectOptions.layers] layer ", l, " is out of range: the model has ",
+                 info.num_layers,
                  " layers (0..", info.num_layers - 1, ")");
   if (options.batch_size < 1)
-    usage_fail("[--batch-size] expected >= 1, found ", options.batch_size);
+    usage_fail("[CollectOptions.batch_size] expected >= 1, found ", options.batch_size);
   if (!where.empty() && where.size() != sequences.size())
     fail("[collect] expected one name per sequence, found ", where.size(), " for ",
          sequences.size());
@@ -178,7 +180,7 @@ std::unique_ptr<ReftModel> make_steering_model(Model& model, const torch::Tensor
   const auto D = model.info().hidden_size;
   if (vector.dim() != 1 || vector.size(0) != D)
     usage_fail("[steer] expected a steering vector of shape (", D, "), found ", vector.sizes());
-  if (!std::isfinite(alpha)) usage_fail("[--alpha] expected a finite scale, found ", alpha);
+  if (!std::isfinite(alpha)) usage_fail("[alpha] expected a finite scale, found ", alpha);
   if (!torch::isfinite(vector).all().item<bool>())
     usage_fail("[steer] expected a finite steering vector, found NaN or infinite entries");
   InterventionOptions iv;

@@ -73,31 +73,35 @@ InterventionOptions das_intervention_options(const DasOptions& o) {
 void check_das_options(const Model& model, int64_t layer, const DasOptions& o) {
   if (!trainable_type(o.type))
     usage_fail(
-        "[--type] expected a trainable interchange type (dii/low_rank_rotated, das/rotated, "
+        "[DasOptions.type] expected a trainable interchange type (dii/low_rank_rotated, "
+        "das/rotated, "
         "boundless_das/boundless_rotated, sigmoid_mask), found ",
         intervention_type_name(o.type));
   const auto& info = model.info();
   if (!info.causal)
     usage_fail("[das] expected a causal LM (next-token labels), found ", info.architecture);
   if (layer < 0 || layer >= info.num_layers)
-    usage_fail("[--layers] layer ", layer, " is out of range: the model has ", info.num_layers,
+    usage_fail("[RepresentationConfig.layer] layer ", layer, " is out of range: the model has ",
+               info.num_layers,
                " layers (0..", info.num_layers - 1, ")");
   const auto& traits = intervention_traits(o.type);
   const bool ranked = traits.low_rank || traits.rank_is_interchange_dim;
   if (ranked && (o.low_rank_dimension < 1 || o.low_rank_dimension > info.hidden_size))
-    usage_fail("[--rank] expected a subspace dimension in [1, ", info.hidden_size,
+    usage_fail("[DasOptions.low_rank_dimension] expected a subspace dimension in [1, ",
+               info.hidden_size,
                "] (the hidden size), found ", o.low_rank_dimension);
-  if (o.epochs < 1) usage_fail("[--epochs] expected >= 1, found ", o.epochs);
-  if (o.batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", o.batch_size);
+  if (o.epochs < 1) usage_fail("[DasOptions.epochs] expected >= 1, found ", o.epochs);
+  if (o.batch_size < 1) usage_fail("[DasOptions.batch_size] expected >= 1, found ", o.batch_size);
   if (o.eval_batch_size < 1)
     usage_fail("[das] expected an evaluation batch size >= 1, found ", o.eval_batch_size);
   if (!(o.lr > 0 && std::isfinite(o.lr)))
-    usage_fail("[--lr] expected a positive learning rate, found ", o.lr);
+    usage_fail("[DasOptions.lr] expected a positive learning rate, found ", o.lr);
   if (!(o.boundary_lr > 0 && std::isfinite(o.boundary_lr)))
-    usage_fail("[--boundary-lr] expected a positive learning rate, found ", o.boundary_lr);
+    usage_fail("[DasOptions.boundary_lr] expected a positive learning rate, found ",
+               o.boundary_lr);
   if (!(o.temperature_start > 0 && o.temperature_end > 0 && std::isfinite(o.temperature_start) &&
         std::isfinite(o.temperature_end)))
-    usage_fail("[--temperature-start/--temperature-end] expected positive temperatures, found ",
+    usage_fail("[DasOptions.temperature_start] expected positive temperatures (start, end), found ",
                o.temperature_start, " and ", o.temperature_end);
   if (!(o.warmup_ratio >= 0 && o.warmup_ratio <= 1))
     usage_fail("[das] expected a warmup ratio in [0, 1], found ", o.warmup_ratio);

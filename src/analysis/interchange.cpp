@@ -21,7 +21,7 @@ std::vector<size_t> all_or(std::span<const size_t> indices, size_t n) {
 int64_t pad_id_of(const Model& model) { return model.info().pad_token_id.value_or(0); }
 
 void check_batch_size(int64_t batch_size) {
-  if (batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", batch_size);
+  if (batch_size < 1) usage_fail("[batch_size] expected >= 1, found ", batch_size);
 }
 
 }  // namespace

@@ -184,7 +184,7 @@ ReftBatch make_pair_batch(const std::vector<CounterfactualPair>& pairs,
 
 PairSplit split_pairs(size_t n, double eval_fraction, uint64_t seed) {
   if (!(eval_fraction >= 0 && eval_fraction < 1))
-    usage_fail("[--eval-fraction] expected a value in [0, 1), found ", eval_fraction);
+    usage_fail("[eval_fraction] expected a value in [0, 1), found ", eval_fraction);
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(seed);

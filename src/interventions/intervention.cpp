@@ -175,10 +175,11 @@ std::shared_ptr<Intervention> make_intervention(const InterventionOptions& o) {
     usage_fail("[intervention] expected a positive embed_dim, found ", o.embed_dim);
   const auto& traits = intervention_traits(o.type);
   if (traits.low_rank && (o.low_rank_dimension < 1 || o.low_rank_dimension > o.embed_dim))
-    usage_fail("[--rank] expected low_rank_dimension in [1, ", o.embed_dim,
-               "] (the hidden size), found ", o.low_rank_dimension);
+    usage_fail("[InterventionOptions.low_rank_dimension] expected a value in [1, ",
+               o.embed_dim, "] (the hidden size), found ", o.low_rank_dimension);
   if (o.dropout < 0 || o.dropout >= 1)
-    usage_fail("[--dropout] expected a value in [0, 1), found ", o.dropout);
+    usage_fail("[InterventionOptions.dropout] expected a value in [0, 1), found ",
+               o.dropout);
   if (o.interchange_dim < 0 || o.interchange_dim > o.embed_dim)
     usage_fail("[interchange_dim] expected a value in [0, ", o.embed_dim, "], found ",
                o.interchange_dim);

@@ -223,11 +223,13 @@ void ReftConfig::validate(const ModelInfo& model) const {
   PositionSpec::parse(positions);
   for (const auto& r : representations) {
     if (r.layer < 0 || r.layer >= model.num_layers)
-      usage_fail("[--layers] layer ", r.layer, " is out of range: ", model.architecture, " has ",
+      usage_fail("[RepresentationConfig.layer] layer ", r.layer, " is out of range: ",
+                 model.architecture, " has ",
                  model.num_layers, " layers (0..", model.num_layers - 1, ")");
     const int64_t rank = r.intervention.low_rank_dimension;
     if (rank < 1 || rank > model.hidden_size)
-      usage_fail("[--rank] expected low_rank_dimension in [1, ", model.hidden_size,
+      usage_fail("[InterventionOptions.low_rank_dimension] expected a value in [1, ",
+                 model.hidden_size,
                  "] (the hidden size), found ", rank);
   }
 }

@@ -1,5 +1,6 @@
 #include "reft/data.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -208,6 +209,44 @@ std::string string_field(const Record& r, const std::string& key, bool required,
   fail("[", r.where, "] field '", key, "': expected a string, found ", it->type_name());
 }
 
+// Records left out of a data set, counted per reason with the first one of each, so that a data
+// set with no usable example says why ("3 records lack field 'completion' (first: d.jsonl:1)").
+class Skips {
+ public:
+  void add(const std::string& singular, const std::string& plural, const std::string& where) {
+    for (auto& r : reasons_)
+      if (r.plural == plural) {
+        ++r.count;
+        return;
+      }
+    reasons_.push_back({singular, plural, where, 1});
+  }
+  bool empty() const { return reasons_.empty(); }
+  int64_t count() const {
+    int64_t n = 0;
+    for (const auto& r : reasons_) n += r.count;
+    return n;
+  }
+  std::string summary() const {
+    std::string out;
+    for (const auto& r : reasons_)
+      out += (out.empty() ? "" : ", ") + std::to_string(r.count) +
+             (r.count == 1 ? " record " + r.singular : " records " + r.plural) +
+             " (first: " + r.first + ")";
+    return out;
+  }
+
+ private:
+  struct Reason {
+    std::string singular, plural, first;
+    int64_t count;
+  };
+  std::vector<Reason> reasons_;
+};
+
+// The file of a record's "path:line".
+std::string file_of(const std::string& where) { return where.substr(0, where.rfind(':')); }
+
 // End-of-turn text of a chat template (what the assistant's reply ends with).
 std::string chat_turn_end(const std::string& t) {
   if (t == "chatml") return "<|im_end|>";
@@ -298,7 +337,21 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
       ds.template_name != "llama2")
     ds.template_name = "user: {prompt}\nassistant: ";  // render_chat's plain form, one user turn
   int64_t truncated = 0;
+  Skips skips;
   for (const auto& r : records) {
+    // A record without a field this format needs is left out and counted.
+    std::vector<std::string> needed;
+    if (format == DataFormat::kAlpaca)
+      needed = {o.instruction_field, o.output_field};
+    else if (format != DataFormat::kChat)
+      needed = {o.prompt_field, o.completion_field};
+    const auto absent = std::find_if(needed.begin(), needed.end(), [&](const std::string& k) {
+      return !r.fields.contains(k) || r.fields[k].is_null();
+    });
+    if (absent != needed.end()) {
+      skips.add("lacks field '" + *absent + "'", "lack field '" + *absent + "'", r.where);
+      continue;
+    }
     std::string prompt, completion;
     switch (format) {
       case DataFormat::kAlpaca:
@@ -329,8 +382,9 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
       ++truncated;
     }
     if (e.prompt_length >= static_cast<int64_t>(e.input_ids.size())) {
-      ds.warnings.push_back(r.where + ": skipped: no completion token left within --max-length " +
-                            std::to_string(o.max_length));
+      const std::string within = " no completion token left within max_length " +
+                                 std::to_string(o.max_length);
+      skips.add("has" + within, "have" + within, r.where);
       continue;
     }
     e.labels = e.input_ids;
@@ -341,7 +395,11 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
     ds.warnings.push_back(std::to_string(truncated) + " of " + std::to_string(records.size()) +
                           " examples were truncated to --max-length " +
                           std::to_string(o.max_length) + " tokens");
-  if (ds.examples.empty()) fail("[data] no usable example: every record was skipped");
+  const std::string file = file_of(records.front().where);
+  if (ds.examples.empty()) fail("[", file, "] no usable example: ", skips.summary());
+  if (!skips.empty())
+    ds.warnings.push_back(file + ": skipped " + std::to_string(skips.count()) + " of " +
+                          std::to_string(records.size()) + " records: " + skips.summary());
   return ds;
 }
 

@@ -146,29 +146,6 @@ std::optional<CheckpointState> load_checkpoint(const Task& task, AdamW& opt,
   return s;
 }
 
-// Keeps the metrics lines of steps ≤ `step` (after a resume the later ones are rewritten).
-void truncate_metrics(const fs::path& path, int64_t step) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string line, kept;
-  while (std::getline(in, line)) {
-    try {
-      if (nlohmann::json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
-    } catch (const std::exception&) {
-    }
-  }
-  in.close();
-  write_file_atomically(path, [&](std::ostream& out) { out << kept; });
-}
-
-void append_eval(const fs::path& dir, const EvalResult& r) {
-  std::ofstream out(dir / "eval.jsonl", std::ios::app);
-  nlohmann::json j = {{"step", r.step}, {"loss", r.loss}, {"examples", r.examples}};
-  if (r.exact_match >= 0) j["exact_match"] = r.exact_match;
-  for (const auto& [k, v] : r.metrics.items()) j[k] = v;
-  out << j.dump() << "\n";
-}
-
 double exact_match(ReftModel& reft, const Dataset& data, const Tokenizer& tok,
                    int64_t max_new_tokens) {
   auto hooks = reft.generation_hooks(false);
@@ -277,14 +254,16 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
                           const TrainCallbacks& cb) {
   ReftModel& reft = task.reft;
   if (train.examples.empty()) usage_fail("[train] the training set is empty");
-  if (o.batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", o.batch_size);
-  if (o.grad_accum < 1) usage_fail("[--grad-accum] expected >= 1, found ", o.grad_accum);
-  if (o.lr <= 0) usage_fail("[--lr] expected > 0, found ", o.lr);
+  // Errors name TrainOptions' fields; the CLI shows them as its flags.
+  if (o.batch_size < 1) usage_fail("[TrainOptions.batch_size] expected >= 1, found ", o.batch_size);
+  if (o.grad_accum < 1) usage_fail("[TrainOptions.grad_accum] expected >= 1, found ", o.grad_accum);
+  if (o.lr <= 0) usage_fail("[TrainOptions.lr] expected > 0, found ", o.lr);
   if (o.epochs < 1 && o.max_steps <= 0)
-    usage_fail("[--epochs] expected >= 1 (or --max-steps), found ", o.epochs);
+    usage_fail("[TrainOptions.epochs] expected >= 1 (or max_steps > 0), found ", o.epochs);
   if (o.warmup_ratio < 0 || o.warmup_ratio > 1)
-    usage_fail("[--warmup-ratio] expected a value in [0, 1], found ", o.warmup_ratio);
-  if (o.weight_decay < 0) usage_fail("[--weight-decay] expected >= 0, found ", o.weight_decay);
+    usage_fail("[TrainOptions.warmup_ratio] expected a value in [0, 1], found ", o.warmup_ratio);
+  if (o.weight_decay < 0)
+    usage_fail("[TrainOptions.weight_decay] expected >= 0, found ", o.weight_decay);
   const auto message = [&](const std::string& m) {
     if (cb.on_message) cb.on_message(m);
   };
@@ -311,22 +290,22 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
   const bool write = !o.output_dir.empty();
   if (write) fs::create_directories(o.output_dir);
   if (o.resume) {
-    if (!write) usage_fail("[--resume] needs --output");
+    if (!write) usage_fail("[TrainOptions.resume] needs an output_dir");
     if (auto state = load_checkpoint(task, opt, o)) {
       start_step = state->step;
       summary.losses = state->losses;
       summary.resumed_from_checkpoint = true;
       message("resumed from " + (o.output_dir / kCheckpointDir).string() + " at step " +
               std::to_string(start_step));
-      truncate_metrics(o.output_dir / "metrics.jsonl", start_step);
     } else {
       message("no checkpoint in " + o.output_dir.string() + ": starting from step 0");
     }
-  } else if (write) {
-    fs::remove(o.output_dir / "metrics.jsonl");
-    fs::remove(o.output_dir / "eval.jsonl");
   }
   summary.start_step = start_step;
+  if (cb.on_start) cb.on_start(start_step, total_steps);
+  // Default cadence: every 10% of the run, at most 500 steps apart (see TrainOptions).
+  const int64_t save_every =
+      o.save_every >= 0 ? o.save_every : std::min<int64_t>(500, (total_steps + 9) / 10);
 
   // Frozen-prefix cache: the layers below the lowest intervention never change.
   std::vector<torch::Tensor> prefix;
@@ -337,8 +316,6 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
     if (bytes <= o.cache_budget_bytes) prefix = cache_prefix(reft.base(), train, lowest);
   }
 
-  std::ofstream metrics;
-  if (write) metrics.open(o.output_dir / "metrics.jsonl", std::ios::app);
   const auto t0 = Clock::now();
   double window_tokens = 0, window_s = 0;
   int64_t total_tokens = 0;
@@ -413,20 +390,8 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       ev.eta_s = (total_steps - done) * (ev.elapsed_s / std::max<int64_t>(1, done - start_step));
       window_tokens = window_s = 0;
       if (cb.on_step) cb.on_step(ev);
-      if (write) {
-        metrics << nlohmann::json{{"step", ev.step},
-                                  {"loss", ev.loss},
-                                  {"lr", ev.lr},
-                                  {"grad_norm", ev.grad_norm},
-                                  {"tokens_per_s", ev.tokens_per_s},
-                                  {"epoch", ev.epoch},
-                                  {"elapsed_s", ev.elapsed_s}}
-                       .dump()
-                << "\n";
-        metrics.flush();
-      }
     }
-    if (write && o.save_every > 0 && done % o.save_every == 0 && !last) {
+    if (write && save_every > 0 && done % save_every == 0 && !last) {
       save_checkpoint(task, opt, o, done, summary.losses);
       message("checkpoint at step " + std::to_string(done));
     }
@@ -434,7 +399,6 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       auto r = evaluate(task, *eval, done, o.batch_size);
       task.train(true);
       if (cb.on_eval) cb.on_eval(r);
-      if (write) append_eval(o.output_dir, r);
     }
   }
   task.train(false);
@@ -448,7 +412,6 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
       r.exact_match = exact_match(reft, *eval, *tokenizer, o.eval_max_new_tokens);
     summary.eval = r;
     if (cb.on_eval) cb.on_eval(r);
-    if (write) append_eval(o.output_dir, r);
   }
   if (write) {
     AdapterMeta meta = o.meta;
@@ -457,23 +420,6 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
         {"epochs", o.epochs},     {"batch_size", o.batch_size},       {"seed", o.seed}};
     task.save(o.output_dir, meta);
     save_checkpoint(task, opt, o, total_steps, summary.losses);
-    nlohmann::json s = {{"final_loss", summary.final_loss},
-                        {"steps", summary.steps},
-                        {"seconds", summary.seconds},
-                        {"tokens", summary.tokens},
-                        {"start_step", start_step},
-                        {"losses", summary.losses},
-                        {"trainable_parameters", reft.num_trainable_parameters()}};
-    if (summary.eval) {
-      s["eval_loss"] = summary.eval->loss;
-      if (summary.eval->exact_match >= 0) s["eval_exact_match"] = summary.eval->exact_match;
-      if (!summary.eval->metrics.empty()) s["eval_metrics"] = summary.eval->metrics;
-    }
-    write_file_atomically(o.output_dir / "summary.json",
-                          [&](std::ostream& out) { out << s.dump(2) << "\n"; });
-    write_file_atomically(o.output_dir / "loss.svg", [&](std::ostream& out) {
-      out << loss_curve_svg(summary.losses, "training loss");
-    });
   }
   return summary;
 }

@@ -246,9 +246,9 @@ std::unique_ptr<ReftModel> interchange_model(Model& model, const Args& args) {
   // The full rotation swaps its first r coordinates unless told otherwise (as reft das trains it).
   if (intervention_traits(iv.type).rank_is_interchange_dim && !args.has("interchange-dim"))
     iv.interchange_dim = iv.low_rank_dimension;
-  const int64_t layer = args.get_int("layer");
+  const int64_t layer = args.get_int("layers");
   if (layer < 0 || layer >= model.info().num_layers)
-    usage_fail("[--layer] layer ", layer, " is out of range: the model has ",
+    usage_fail("[--layers] layer ", layer, " is out of range: the model has ",
                model.info().num_layers, " layers (0..", model.info().num_layers - 1, ")");
   auto config = ReftConfig::build({layer}, parse_component(args.get("component")), iv, "l1", false);
   return std::make_unique<ReftModel>(model, config, seed_flag(args));
@@ -256,11 +256,11 @@ std::unique_ptr<ReftModel> interchange_model(Model& model, const Args& args) {
 
 int run_interchange(const Args& args) {
   if (args.has("adapter"))
-    for (const char* flag : {"layer", "type", "rank", "interchange-dim", "component"})
+    for (const char* flag : {"layers", "type", "rank", "interchange-dim", "component"})
       if (args.has(flag))
         usage_fail("[--", flag, "] conflicts with --adapter, which holds the site");
-  if (!args.has("adapter") && !args.has("layer"))
-    usage_fail("[reft interchange] expected --layer L (with --type) or --adapter DIR");
+  if (!args.has("adapter") && !args.has("layers"))
+    usage_fail("[reft interchange] expected --layers L (with --type) or --adapter DIR");
   const int64_t batch_size = args.get_int("batch-size");
   if (batch_size < 1) usage_fail("[--batch-size] expected >= 1, found ", batch_size);
   PairDataOptions po;
@@ -330,7 +330,8 @@ int run_interchange(const Args& args) {
 // ---- collect ----
 
 int run_collect(const Args& args) {
-  const std::string data_path = args.get("data"), field = args.get("field"), out = args.get("out");
+  const std::string data_path = args.get("data"), field = args.get("field"),
+                    out = args.get("output");
   CollectOptions c;
   c.component = parse_component(args.get("component"));
   c.positions = position_flag(args, "position");
@@ -363,10 +364,11 @@ int run_collect(const Args& args) {
 // ---- steer ----
 
 int run_steer(const Args& args) {
-  if (!args.has("prompt") && !args.has("save"))
-    usage_fail("[reft steer] expected --prompt (print a steered continuation) and/or --save DIR");
+  if (!args.has("prompt") && !args.has("output"))
+    usage_fail(
+        "[reft steer] expected --prompt (print a steered continuation) and/or --output DIR");
   SteeringOptions s;
-  s.layer = args.get_int("layer");
+  s.layer = args.get_int("layers");
   s.component = parse_component(args.get("component"));
   s.positions = position_flag(args, "position");
   s.batch_size = args.get_int("batch-size");
@@ -378,13 +380,13 @@ int run_steer(const Args& args) {
   g.max_new_tokens = args.get_int("max-new-tokens");
   if (g.max_new_tokens < 0)
     usage_fail("[--max-new-tokens] expected >= 0, found ", g.max_new_tokens);
-  if (auto dir = args.maybe("save")) check_output_dir(*dir, "save");
+  if (auto dir = args.maybe("output")) check_output_dir(*dir, "output");
   auto model = open_model(args);
   if (s.layer < 0 || s.layer >= model->info().num_layers)
-    usage_fail("[--layer] layer ", s.layer, " is out of range: the model has ",
+    usage_fail("[--layers] layer ", s.layer, " is out of range: the model has ",
                model->info().num_layers, " layers (0..", model->info().num_layers - 1, ")");
   auto tokenizer = Tokenizer::load(args.get("model"));
-  const std::string pairs_path = args.get("pairs");
+  const std::string pairs_path = args.get("data");
   const std::string positive_field = args.get("positive-field"),
                     negative_field = args.get("negative-field");
   std::vector<std::vector<int64_t>> positive, negative;
@@ -405,7 +407,7 @@ int run_steer(const Args& args) {
                std::string(component_name(s.component)).c_str(), s.positions.c_str(), norm, alpha,
                apply.c_str(), args.has("no-generated") ? "" : " and every generated token");
   auto steer = make_steering_model(*model, vector, alpha, s.layer, s.component, apply);
-  if (auto dir = args.maybe("save")) {
+  if (auto dir = args.maybe("output")) {
     AdapterMeta meta;
     meta.task = "steering";
     meta.extra = {{"alpha", alpha},
@@ -477,12 +479,12 @@ std::vector<Command> analysis_commands() {
        "source's representation at the paired positions. Prints one JSON line per pair (the "
        "intervened and unintervened next token, the label and whether it was hit) and the IIA on "
        "stderr.",
-       "--model DIR --data PAIRS.jsonl (--layer L [--type vanilla] [--rank r] | --adapter DIR)",
+       "--model DIR --data PAIRS.jsonl (--layers L [--type vanilla] [--rank r] | --adapter DIR)",
        with_runtime({
            {"model", "DIR", "", "HuggingFace causal LM folder"},
            {"data", "FILE", "", "pairs as for reft das; the label is optional here"},
            {"adapter", "DIR", "", "a trained interchange adapter (reft das --output)"},
-           {"layer", "L", "", "site layer (without --adapter)"},
+           {"layers", "L", "", "site layer (without --adapter)", {"layer"}},
            {"component", "C", "block_output", "site component (without --adapter)"},
            {"type", "T", "vanilla",
             "vanilla, addition, subtraction, dii, das, boundless_das or sigmoid_mask (untrained: "
@@ -503,7 +505,7 @@ std::vector<Command> analysis_commands() {
        "Collect the representations at (layer, component) and chosen positions for every record "
        "and write them to safetensors: layer_<l>.<component> (N, D) per layer, example_index, "
        "position and token_id (N).",
-       "--model DIR --data FILE --out FILE.safetensors [--layers all] [--component block_output] "
+       "--model DIR --data FILE --output FILE.safetensors [--layers all] [--component block_output] "
        "[--position l1]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace model folder"},
@@ -515,20 +517,20 @@ std::vector<Command> analysis_commands() {
            {"position", "P", "l1",
             "positions per text: l1 (last token), all, f1+l1, or a list 0,3,-1"},
            {"batch-size", "B", "16", "texts per forward"},
-           {"out", "FILE", "", "output .safetensors"},
+           {"output", "FILE", "", "output .safetensors", {"out"}},
        }),
        run_collect},
       {"steer",
        "Build a steering vector from contrastive pairs (mean representation of the positive "
        "prompts minus that of the negative ones) and add alpha times it as a constant-source "
        "addition intervention: print a steered continuation and/or save it as an adapter.",
-       "--model DIR --pairs FILE --layer L [--alpha 1] [--prompt TEXT] [--save DIR]",
+       "--model DIR --data FILE --layers L [--alpha 1] [--prompt TEXT] [--output DIR]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace causal LM folder"},
-           {"pairs", "FILE", "", "records with a positive and a negative prompt"},
+           {"data", "FILE", "", "records with a positive and a negative prompt", {"pairs"}},
            {"positive-field", "NAME", "positive", "field of the positive prompt"},
            {"negative-field", "NAME", "negative", "field of the negative prompt"},
-           {"layer", "L", "", "layer whose representation is read and steered"},
+           {"layers", "L", "", "layer whose representation is read and steered", {"layer"}},
            {"component", "C", "block_output", "site component"},
            {"position", "P", "l1", "positions of each prompt whose representations are averaged"},
            {"alpha", "A", "1", "scale of the added vector"},
@@ -538,8 +540,9 @@ std::vector<Command> analysis_commands() {
            {"baseline", "", "", "with --prompt: also print the unsteered continuation (stderr)"},
            {"max-new-tokens", "N", "32", "tokens to generate"},
            {"batch-size", "B", "16", "prompts per forward"},
-           {"save", "DIR", "",
-            "write the steering intervention as an adapter (reft generate --adapter DIR)"},
+           {"output", "DIR", "",
+            "write the steering intervention as an adapter (reft generate --adapter DIR)",
+            {"save"}},
        }),
        run_steer},
   };

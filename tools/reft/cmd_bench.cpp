@@ -140,16 +140,15 @@ std::vector<Command> bench_commands() {
   train.insert(train.end(), flags.begin(), flags.end());
   return {
       {"bench train",
-       "Time ReFT training steps (AdamW) on random data and report tokens/s and model-FLOP "
-       "utilisation against "
-       "this machine's fp32 GEMM rate measured in the same run.",
+       "Time ReFT training steps (AdamW) on random data. Reports tokens/s and model-FLOP "
+       "utilisation against this machine's fp32 GEMM rate measured in the same run.",
        "--model DIR [--layers L] [--position P] [--rank R] [--type T] [--batch-size B] [--seq-len "
        "T] [--json]",
        train, run_bench_train},
       {"bench generate",
-       "Prefill and decode speed, with this machine's fp32 GEMM rate and copy bandwidth measured "
-       "in the same "
-       "run: prefill model-FLOP utilisation and decode weight-bandwidth utilisation.",
+       "Time prefill and decode. Reports them with this machine's fp32 GEMM rate and copy "
+       "bandwidth measured in the same run: prefill model-FLOP utilisation and decode "
+       "weight-bandwidth utilisation.",
        "--model DIR [--json] [flags]", gen, run_bench_generate},
   };
 }

@@ -27,7 +27,7 @@ int run_convert(const Args& args) {
   if (args.positional().size() != 1)
     usage_fail("[reft convert] expected one input directory, found ", args.positional().size());
   const std::string in = args.positional()[0];
-  const std::string out = args.get("out");
+  const std::string out = args.get("output");
   if (args.has("from") == args.has("to"))
     usage_fail("[reft convert] expected exactly one of --from pyreft or --to pyreft");
   const std::string format = args.has("from") ? args.get("from") : args.get("to");
@@ -73,7 +73,7 @@ std::vector<Command> convert_commands() {
        "convert a pyreft directory (config.json + intkey_*.bin) into a reft adapter"},
       {"to", "FORMAT", "",
        "convert a reft adapter into a pyreft directory that pyreft.ReftModel.load reads"},
-      {"out", "DIR", "", "output directory (replaced)"},
+      {"output", "DIR", "", "output directory (replaced)", {"out"}},
       {"model", "DIR", "",
        "--from pyreft: the base model (checks layers and hidden size, recorded in the adapter)"},
       {"position", "P", "",
@@ -87,7 +87,7 @@ std::vector<Command> convert_commands() {
            "Convert adapters between pyreft's format and reft's. Positions are not part of "
            "pyreft's files: pass "
            "--position for anything but pyreft's defaults.",
-           "(--from pyreft --model DIR [--position P] | --to pyreft) IN_DIR --out DIR", flags,
+           "(--from pyreft --model DIR [--position P] | --to pyreft) IN_DIR --output DIR", flags,
            run_convert, /*takes_positional=*/true}};
 }
 

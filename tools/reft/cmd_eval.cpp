@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <numeric>
@@ -111,6 +112,14 @@ int run_predict(const Args& args) {
   auto data = make_classification_dataset(records, *o.tokenizer, o.data);
   auto logits = predict_logits(*loaded.classifier, data, args.get_int("batch-size"));
   const auto& labels = loaded.classifier->labels();
+  // Integer labels are indices; the base model's id2label (HF config.json) names them.
+  std::vector<std::string> names = labels.names;
+  const auto config = read_json_file(std::filesystem::path(args.get("model")) / "config.json");
+  if (auto id2label = config.find("id2label");
+      id2label != config.end() && id2label->is_object())
+    for (auto& n : names)
+      if (auto it = id2label->find(n); it != id2label->end() && it->is_string())
+        n = it->get<std::string>();
   std::string out;
   for (size_t i = 0; i < data.examples.size(); ++i) {
     nlohmann::ordered_json j = {{"text", data.examples[i].prompt}};
@@ -120,14 +129,14 @@ int run_predict(const Args& args) {
     } else if (labels.problem == ProblemType::kMultiLabel) {
       std::vector<std::string> on;
       for (int64_t k = 0; k < row.size(0); ++k)
-        if (row[k].item<double>() > 0) on.push_back(labels.names[k]);
+        if (row[k].item<double>() > 0) on.push_back(names[k]);
       j["prediction"] = on;
       j["probabilities"] =
           std::vector<double>(row.sigmoid().to(torch::kFloat64).data_ptr<double>(),
                               row.sigmoid().to(torch::kFloat64).data_ptr<double>() + row.size(0));
     } else {
       auto probs = row.softmax(-1).to(torch::kFloat64).contiguous();
-      j["prediction"] = labels.names[row.argmax().item<int64_t>()];
+      j["prediction"] = names[row.argmax().item<int64_t>()];
       j["probabilities"] =
           std::vector<double>(probs.data_ptr<double>(), probs.data_ptr<double>() + probs.numel());
     }

@@ -163,11 +163,11 @@ void tokenize_record(const Tokenizer& tokenizer, const Args& args, const nlohman
 }
 
 int run_tokenize(const Args& args) {
-  const int given = args.has("text") + args.has("decode") + args.has("input");
-  if (given != 1) usage_fail("[reft tokenize] expected exactly one of --text, --decode or --input");
+  const int given = args.has("text") + args.has("decode") + args.has("data");
+  if (given != 1) usage_fail("[reft tokenize] expected exactly one of --text, --decode or --data");
   auto tokenizer = Tokenizer::load(args.get("model"));
-  if (args.has("input")) {
-    const std::string path = args.get("input");
+  if (args.has("data")) {
+    const std::string path = args.get("data");
     std::ifstream in(path);
     if (!in) fail("[", path, "] cannot read the file");
     std::string line;
@@ -293,8 +293,8 @@ int run_forward(const Args& args) {
     tensors.emplace_back("hidden." + std::to_string(i), out.hidden_states[i].to(torch::kFloat32));
   if (model->info().causal)
     tensors.emplace_back("last_block_raw", out.last_block.to(torch::kFloat32));
-  save_safetensors(args.get("out"), tensors);
-  std::cerr << "wrote " << args.get("out") << ": "
+  save_safetensors(args.get("output"), tensors);
+  std::cerr << "wrote " << args.get("output") << ": "
             << (out.logits.defined() ? "logits " + str(out.logits.sizes())
                                      : std::string("no logits (headless model)"))
             << ", " << out.hidden_states.size() << " hidden states\n";
@@ -340,7 +340,7 @@ int run_inspect(const Args& args) {
 
 int run_init_model(const Args& args) {
   apply_runtime_flags(args);
-  const std::string out = args.get("out");
+  const std::string out = args.get("output");
   const int64_t seed = args.get_int("seed");
   if (seed < 0) usage_fail("[--seed] expected a non-negative integer, found ", seed);
   std::string what;
@@ -398,7 +398,7 @@ std::vector<Command> model_commands() {
       {"tokenize",
        "Tokenize text and print the ids as a JSON array (a folder with only tokenizer files is "
        "enough).",
-       "--model DIR (--text TEXT | --decode \"1 2 3\" | --input FILE.jsonl) [flags]",
+       "--model DIR (--text TEXT | --decode \"1 2 3\" | --data FILE.jsonl) [flags]",
        {
            {"model", "DIR", "",
             "folder with tokenizer.json, tokenizer.model, vocab.json+merges.txt or vocab.txt"},
@@ -407,17 +407,18 @@ std::vector<Command> model_commands() {
            {"tokens", "", "", "print the token strings instead of ids"},
            {"decode", "IDS", "", "decode these ids and print the text as a JSON string"},
            {"skip-special", "", "", "with --decode: drop special tokens"},
-           {"input", "FILE", "",
+           {"data", "FILE", "",
             "JSON Lines, one output line per record: a string (or an object's --field) is "
-            "encoded; an array of ids is decoded"},
-           {"field", "NAME", "text", "with --input: the field of object records"},
+            "encoded; an array of ids is decoded",
+            {"input"}},
+           {"field", "NAME", "text", "with --data: the field of object records"},
        },
        run_tokenize},
       {"forward",
        "Run one forward pass and write logits (B,T,V), hidden.<i> for i = 0..L (HF "
        "output_hidden_states) and "
        "last_block_raw to a safetensors file.",
-       "--model DIR (--ids \"1 2 3\" | --text TEXT | --ids-file F) --out FILE.safetensors [flags]",
+       "--model DIR (--ids \"1 2 3\" | --text TEXT | --ids-file F) --output FILE.safetensors [flags]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace model folder"},
            {"ids", "IDS", "", "one sequence of token ids"},
@@ -432,7 +433,7 @@ std::vector<Command> model_commands() {
             "pyreft adapters: their positions (default f1+l1 for pyreft's untied layout, else l1)"},
            {"allow-base-mismatch", "", "",
             "load an adapter trained on a different checkpoint of the same shape"},
-           {"out", "FILE", "", "output .safetensors"},
+           {"output", "FILE", "", "output .safetensors", {"out"}},
        }),
        run_forward},
       {"inspect",
@@ -449,14 +450,14 @@ std::vector<Command> model_commands() {
        "generation_config.json, "
        "model.safetensors, tokenizer.json): the built-in default for demos and tests. Presets: "
        "tiny, llama-110m.",
-       "(--preset tiny|llama-110m | --config FILE) --out DIR [--seed S]",
+       "(--preset tiny|llama-110m | --config FILE) --output DIR [--seed S]",
        with_runtime({
            {"preset", "NAME", "tiny",
             "tiny (hidden 64, 4 layers, vocab 512) or llama-110m (hidden 768, 12 layers, "
             "vocab 32000)"},
            {"config", "FILE", "",
             "instead of a preset: a config.json of any supported architecture (weights only)"},
-           {"out", "DIR", "", "output folder"},
+           {"output", "DIR", "", "output folder", {"out"}},
            {"seed", "S", "0", "random seed of the weights"},
        }),
        run_init_model},

@@ -5,7 +5,9 @@
 #include <fstream>
 
 #include "cli_util.h"
+#include "reft/adapter.h"
 #include "reft/safetensors.h"
+#include "util/files.h"
 #include "torch_test_util.h"
 
 namespace reft {
@@ -105,6 +107,61 @@ TEST(Cli, TrainConfigErrorsAreUsageErrors) {
   expect_error(train("--position", "f1+zz"), 2, "--position");
   expect_error(train("--data", (tmp / "missing.jsonl").string()), 1, "missing.jsonl");
   EXPECT_FALSE(fs::exists(tmp / "o" / "reft_config.json"));
+}
+
+TEST(Cli, AdapterRecordsTheTemplateTrainedWith) {
+  TempDir tmp;
+  ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
+  std::ofstream(tmp / "alpaca.jsonl") << R"({"instruction": "Say hi", "output": "hi"})" << "\n";
+  std::ofstream(tmp / "chat.jsonl")
+      << R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]})"
+      << "\n";
+  for (const auto& [data, want] : {std::pair<std::string, std::string>{"alpaca", "alpaca"},
+                                   {"chat", "chatml"}}) {
+    const auto out = tmp / ("o-" + data);
+    auto r = reft({"train", "--model", (tmp / "m").string(), "--data",
+                   (tmp / (data + ".jsonl")).string(), "--output", out.string(), "--max-steps",
+                   "1", "--layers", "1"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_EQ(read_adapter_config(out)["template"], want) << data;
+  }
+}
+
+TEST(Cli, WrongAdaptersAndTypesAreRefusedUpFront) {
+  TempDir tmp;
+  ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
+  const auto m = (tmp / "m").string();
+  // Interchange and parameterless types cannot be trained by reft train.
+  const auto train = [&](const std::string& type) {
+    return reft({"train", "--model", m, "--output", (tmp / "o").string(), "--max-steps", "1",
+                 "--type", type});
+  };
+  expect_error(train("vanilla"), 2, "needs a source run");
+  expect_error(train("rotated"), 2, "reft das");
+  expect_error(train("zero"), 2, "no trainable parameters");
+  EXPECT_FALSE(fs::exists(tmp / "o" / "reft_config.json"));
+  // A classification adapter, trained by the CLI.
+  std::ofstream data(tmp / "cls.jsonl");
+  for (int i = 0; i < 4; ++i)
+    data << R"({"text": "the cat sat", "label": ")" << (i % 2 ? "a" : "b") << "\"}\n";
+  data.close();
+  auto r = reft({"train", "--model", m, "--task", "classification", "--data",
+                 (tmp / "cls.jsonl").string(), "--output", (tmp / "cls").string(), "--max-steps",
+                 "1", "--layers", "1"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto generate = [&](const fs::path& adapter) {
+    return reft({"generate", "--model", m, "--adapter", adapter.string(), "--prompt-ids", "1 4 7",
+                 "--max-new-tokens", "2", "--print-ids"});
+  };
+  expect_error(generate(tmp / "cls"), 2, "classification adapter");
+  // A DAS adapter (interchange intervention).
+  auto model = load_model(m);
+  InterventionOptions o;
+  o.type = InterventionType::kLowRankRotated;
+  o.low_rank_dimension = 2;
+  ReftModel das(*model, ReftConfig::build({1}, Component::kBlockOutput, o, "l1", false), 0);
+  save_adapter(das, tmp / "das");
+  expect_error(generate(tmp / "das"), 2, "source run");
 }
 
 }  // namespace

@@ -180,6 +180,20 @@ void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::str
 
 namespace {
 
+// reft train fits interventions that edit one run; interchange types need a source run (reft das)
+// and zero/collect have nothing to learn. Refused before any data or training work.
+void refuse_untrainable(const ReftConfig& config) {
+  for (const auto& r : config.representations) {
+    const auto& o = r.intervention;
+    const auto& t = intervention_traits(o.type);
+    const bool source = t.needs_source && !(t.stored_source && o.constant_source);
+    if (source || !t.trainable)
+      usage_fail("[--type] expected an intervention reft train can fit (loreft, noreft, direft, ",
+                 "nodireft, consreft, lobireft), found ", t.name,
+                 source ? ", which needs a source run: train it with reft das"
+                        : ", which has no trainable parameters");
+  }
+}
 
 int run_train(const Args& args) {
   apply_runtime_flags(args);
@@ -190,6 +204,7 @@ int run_train(const Args& args) {
   auto model = load_model(dir, lo);
   auto tokenizer = Tokenizer::load(dir);
   auto config = config_from_flags(args, model->info());
+  refuse_untrainable(config);
   auto dopt = data_options(args);
   const std::string task = args.get("task");
   if (task != "causal_lm" && task != "classification")

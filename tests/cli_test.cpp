@@ -6,7 +6,10 @@
 
 #include "cli_util.h"
 #include "reft/adapter.h"
+#include "reft/error.h"
 #include "reft/safetensors.h"
+#include "reft/tokenizer.h"
+#include "reft/trainer.h"
 #include "util/files.h"
 #include "torch_test_util.h"
 
@@ -162,6 +165,47 @@ TEST(Cli, WrongAdaptersAndTypesAreRefusedUpFront) {
   ReftModel das(*model, ReftConfig::build({1}, Component::kBlockOutput, o, "l1", false), 0);
   save_adapter(das, tmp / "das");
   expect_error(generate(tmp / "das"), 2, "source run");
+}
+
+TEST(Cli, ResumeRestoresTheSavedConfigurationAndRefusesAnother) {
+  TempDir tmp;
+  ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
+  const auto m = (tmp / "m").string(), o = (tmp / "o").string();
+  auto r = reft({"train", "--model", m, "--output", o, "--max-steps", "2", "--layers", "1",
+                 "--rank", "2", "--lr", "0.01"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto before = read_adapter_config(tmp / "o");
+  // --resume alone: every flag comes from the saved run (no --model needed).
+  r = reft({"train", "--output", o, "--resume", "--max-steps", "3"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("resumed from"), std::string::npos) << r.err;
+  const auto after = read_adapter_config(tmp / "o");
+  EXPECT_EQ(after["reft"], before["reft"]);
+  EXPECT_EQ(after["extra"]["train_flags"]["rank"], "2");
+  EXPECT_EQ(after["extra"]["train_flags"]["lr"], "0.01");
+  // A conflicting flag: one line naming the saved value.
+  expect_error(reft({"train", "--output", o, "--resume", "--rank", "4"}), 2, "--rank 2");
+  expect_error(reft({"train", "--output", o, "--resume", "--type", "noreft"}), 2, "--type");
+  expect_error(reft({"train", "--output", o, "--resume", "--share-weights"}), 2,
+               "without --share-weights");
+  EXPECT_EQ(read_adapter_config(tmp / "o")["reft"], before["reft"]);
+  // The library refuses a checkpoint of another configuration by itself.
+  auto model = load_model(m);
+  auto tok = Tokenizer::load(m);
+  InterventionOptions io;
+  io.low_rank_dimension = 2;
+  ReftModel other(*model, ReftConfig::build({2}, Component::kBlockOutput, io, "l1", false), 0);
+  TrainOptions t;
+  t.max_steps = 4;
+  t.output_dir = tmp / "o";
+  t.resume = true;
+  const auto data = make_lm_dataset(builtin_example_records(), *tok, {});
+  try {
+    train_reft(other, data, nullptr, t, tok.get());
+    ADD_FAILURE() << "resumed a checkpoint of another configuration";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("configuration"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -134,6 +134,17 @@ std::optional<CheckpointState> load_checkpoint(const Task& task, AdamW& opt,
   const fs::path dir = o.output_dir / kCheckpointDir;
   if (!fs::exists(dir / "trainer_state.json")) return std::nullopt;
   const auto state = read_json_file(dir / "trainer_state.json");
+  // Tensors and optimizer moments are matched by name and position: a checkpoint of another
+  // configuration (layers, types, ranks, task) would load partly or wrongly, so it is refused.
+  const auto saved = read_adapter_config(dir / "adapter");
+  const std::string task_now = task.classifier ? "classification" : "causal_lm";
+  const auto config_now = task.reft.config().to_json();
+  if (saved.value("task", "causal_lm") != task_now ||
+      saved.value("reft", nlohmann::json()) != config_now)
+    fail("[", dir.string(), "] expected a checkpoint of this run's configuration (", task_now, ", ",
+         config_now.dump(), "), found ", saved.value("task", "causal_lm"), ", ",
+         saved.value("reft", nlohmann::json()).dump(),
+         "; resume with the saved configuration or use another output directory");
   task.load(dir / "adapter");
   auto opt_file = SafetensorsFile::open(dir / "optimizer.safetensors");
   std::vector<std::pair<std::string, torch::Tensor>> opt_state;

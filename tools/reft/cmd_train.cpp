@@ -10,6 +10,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "cli.h"
 #include "reft/adapter.h"
@@ -180,6 +181,8 @@ void print_resolved(const ReftModel& reft, const TrainOptions& t, const std::str
 
 namespace {
 
+namespace fs = std::filesystem;
+
 // reft train fits interventions that edit one run; interchange types need a source run (reft das)
 // and zero/collect have nothing to learn. Refused before any data or training work.
 void refuse_untrainable(const ReftConfig& config) {
@@ -195,7 +198,68 @@ void refuse_untrainable(const ReftConfig& config) {
   }
 }
 
-int run_train(const Args& args) {
+// ---- resume ----
+// A run records the flags given on its command line (adapter "extra.train_flags"). --resume
+// restores them: a flag not given again comes from the saved run; one given with another value
+// than the saved run used is refused, except those that only extend or report the run.
+
+bool resume_may_change(const std::string& flag) {
+  static const std::set<std::string> kFree = {
+      "output",     "resume",    "epochs",  "max-steps", "log-every",      "save-every",
+      "eval-every", "eval-data", "threads", "device",    "no-prefix-cache"};
+  return kFree.count(flag) != 0;
+}
+
+// The flags given on the command line, by their current names (switches as "1").
+nlohmann::json given_flags(const Args& args, const std::vector<Flag>& flags) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& f : flags)
+    if (args.has(f.name) && f.name != "output" && f.name != "resume")
+      out[f.name] = *args.maybe(f.name);
+  return out;
+}
+
+// `args` with the saved run's flags filled in, or `args` itself when there is nothing to resume.
+Args resume_args(const Args& args) {
+  if (!args.has("resume")) return args;
+  const auto commands = train_commands();
+  const auto& flags = std::find_if(commands.begin(), commands.end(), [](const auto& c) {
+                        return c.name == "train";
+                      })->flags;
+  const fs::path adapter = fs::path(args.get("output")) / "checkpoint" / "adapter";
+  if (!fs::exists(adapter / "reft_config.json")) return args;
+  const auto saved = read_adapter_config(adapter)
+                         .value("extra", nlohmann::json::object())
+                         .value("train_flags", nlohmann::json::object());
+  std::vector<std::string> argv = {"reft", "train"};
+  for (const auto& f : flags) {
+    const auto it = saved.find(f.name);
+    std::optional<std::string> value;
+    if (args.has(f.name)) {
+      value = args.maybe(f.name);
+      const std::string before = it != saved.end() ? it->get<std::string>() : f.default_value;
+      const auto show = [&](const std::string& v) {
+        if (f.value.empty()) return (v.empty() ? "without --" : "with --") + f.name;
+        return "--" + f.name + " " + (v.empty() ? "(unset)" : v);
+      };
+      if (!resume_may_change(f.name) && *value != before)
+        usage_fail("[--resume] the checkpoint in ", args.get("output"), " was trained ",
+                   f.value.empty() ? "" : "with ", show(before), ", found ", show(*value),
+                   "; drop the flag to continue that run, or use a new --output");
+    } else if (it != saved.end()) {
+      value = it->get<std::string>();
+    }
+    if (!value) continue;
+    argv.push_back("--" + f.name);
+    if (!f.value.empty()) argv.push_back(*value);
+  }
+  std::vector<char*> ptrs;
+  for (auto& a : argv) ptrs.push_back(a.data());
+  return parse_args("train", flags, static_cast<int>(ptrs.size()), ptrs.data(), 2);
+}
+
+int run_train(const Args& given) {
+  const Args args = resume_args(given);
   apply_runtime_flags(args);
   const std::string dir = args.get("model");
   LoadOptions lo;
@@ -243,6 +307,7 @@ int run_train(const Args& args) {
   auto topt = train_options(args);
   topt.output_dir = args.get("output");
   topt.meta.template_name = train.template_name;  // the one the data was rendered with
+  topt.meta.extra["train_flags"] = given_flags(args, train_commands()[0].flags);  // for --resume
   ReftModel reft(*model, config, topt.seed);
   print_resolved(reft, topt, data_path, train.examples.size(), eval ? eval->examples.size() : 0);
   TrainSummary summary;

@@ -267,7 +267,8 @@ bool valid_utf8(const std::string& s) {
 TEST(ClassificationMetrics, ConfusionSvgEscapesAndCutsOnCharacters) {
   LabelSpace labels;
   // "é" is two bytes: a byte cut at 8 or 14 would split one.
-  labels.names = {"cat & <kitten>", "\"q\" 'x'", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"};
+  labels.names = {"cat & <kitten>", "\"q\" 'x'",
+                  "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9"};
   auto m = classification_metrics(
       labels, torch::eye(3).index_select(0, torch::tensor({0, 1, 2, 2}, torch::kInt64)),
       torch::tensor({0, 1, 2, 1}, torch::kInt64));
@@ -293,7 +294,8 @@ TEST(ClassificationMetrics, ConfusionSvgEscapesAndCutsOnCharacters) {
   }
   for (size_t at = svg.find('<'); at != std::string::npos; at = svg.find('<', at + 1)) {
     const char next = svg[at + 1];
-    EXPECT_TRUE(next == '/' || std::isalpha(static_cast<unsigned char>(next))) << svg.substr(at, 20);
+    EXPECT_TRUE(next == '/' || std::isalpha(static_cast<unsigned char>(next)))
+        << svg.substr(at, 20);
     EXPECT_TRUE(svg.compare(at, 6, "<text ") == 0 || svg.compare(at, 6, "<rect ") == 0 ||
                 svg.compare(at, 5, "<svg ") == 0 || svg.compare(at, 2, "</") == 0)
         << svg.substr(at, 20);

@@ -10,8 +10,8 @@
 #include "reft/safetensors.h"
 #include "reft/tokenizer.h"
 #include "reft/trainer.h"
-#include "util/files.h"
 #include "torch_test_util.h"
+#include "util/files.h"
 
 namespace reft {
 namespace {
@@ -58,8 +58,8 @@ TEST(Cli, ForwardWritesLogitsAndHiddenStates) {
                                   batch.at("logits")[1].narrow(0, 1, 2), single.at("logits")[0],
                                   1e-5));
   EXPECT_TRUE(test::tensors_close("left-padded row 1 hidden.3 vs its own run",
-                                  batch.at("hidden.3")[1].narrow(0, 1, 2),
-                                  single.at("hidden.3")[0], 1e-5));
+                                  batch.at("hidden.3")[1].narrow(0, 1, 2), single.at("hidden.3")[0],
+                                  1e-5));
   // And the padding is not ignored by accident: row 0 differs from row 1.
   EXPECT_FALSE(torch::allclose(batch.at("logits")[0].narrow(0, 1, 2),
                                batch.at("logits")[1].narrow(0, 1, 2)));
@@ -115,16 +115,17 @@ TEST(Cli, TrainConfigErrorsAreUsageErrors) {
 TEST(Cli, AdapterRecordsTheTemplateTrainedWith) {
   TempDir tmp;
   ASSERT_EQ(reft({"init-model", "--preset", "tiny", "--out", (tmp / "m").string()}).status, 0);
-  std::ofstream(tmp / "alpaca.jsonl") << R"({"instruction": "Say hi", "output": "hi"})" << "\n";
+  std::ofstream(tmp / "alpaca.jsonl") << R"({"instruction": "Say hi", "output": "hi"})"
+                                      << "\n";
   std::ofstream(tmp / "chat.jsonl")
       << R"({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]})"
       << "\n";
-  for (const auto& [data, want] : {std::pair<std::string, std::string>{"alpaca", "alpaca"},
-                                   {"chat", "chatml"}}) {
+  for (const auto& [data, want] :
+       {std::pair<std::string, std::string>{"alpaca", "alpaca"}, {"chat", "chatml"}}) {
     const auto out = tmp / ("o-" + data);
     auto r = reft({"train", "--model", (tmp / "m").string(), "--data",
-                   (tmp / (data + ".jsonl")).string(), "--output", out.string(), "--max-steps",
-                   "1", "--layers", "1"});
+                   (tmp / (data + ".jsonl")).string(), "--output", out.string(), "--max-steps", "1",
+                   "--layers", "1"});
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_EQ(read_adapter_config(out)["template"], want) << data;
   }

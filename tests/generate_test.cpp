@@ -154,9 +154,10 @@ TEST(PromptTemplate, Llama3StartsWithBeginOfTextOnce) {
   EXPECT_EQ(std::count(ids.begin(), ids.end(), *bos), 1);
   EXPECT_EQ(ids[1], *tok->token_to_id("<|start_header_id|>"));
   // Chat data rendered with llama3 starts the same way.
-  Record chat{{{"messages",
-                {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Yo"}}}}},
-              "chat:1"};
+  Record chat{
+      {{"messages",
+        {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Yo"}}}}},
+      "chat:1"};
   DataOptions o;
   o.template_name = "llama3";
   const auto ds = make_lm_dataset({chat}, *tok, o);

@@ -139,6 +139,26 @@ TEST_F(GenerateInvariants, RejectsBadInput) {
   EXPECT_THROW(generate(*model_, {{1}}, opt), UsageError);
 }
 
+// Past max_position_embeddings, generation goes on but says so, once.
+TEST(GenerateWarnings, PastMaxPositionEmbeddings) {
+  TempDir tmp;
+  test::write_tiny_model(tmp.path(), {{"max_position_embeddings", 8}}, 2);
+  auto model = load_model(tmp.path());
+  GenerationOptions opt;
+  opt.use_model_eos = false;
+  std::vector<std::string> warnings;
+  opt.on_warning = [&](const std::string& w) { warnings.push_back(w); };
+  opt.max_new_tokens = 5;  // prompt 4: the last forward is at position 7
+  generate(*model, {{1, 4, 7, 9}}, opt);
+  EXPECT_TRUE(warnings.empty());
+  opt.max_new_tokens = 7;  // positions 8 and 9
+  auto out = generate(*model, {{1, 4, 7, 9}}, opt);
+  EXPECT_EQ(out[0].new_ids.size(), 7u);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("max_position_embeddings (8) at position 8"), std::string::npos)
+      << warnings[0];
+}
+
 // Prompt templates as generation renders them.
 
 // Meta's Llama-3 chat template starts with bos_token; the shipped llama3 tokenizer adds no BOS
@@ -164,6 +184,29 @@ TEST(PromptTemplate, Llama3StartsWithBeginOfTextOnce) {
   EXPECT_EQ(ds.examples[0].input_ids[0], *bos);
   EXPECT_EQ(std::count(ds.examples[0].input_ids.begin(), ds.examples[0].input_ids.end(), *bos), 1);
   EXPECT_EQ(ds.examples[0].prompt, apply_template("llama3", "Hi"));
+}
+
+TEST(PromptTemplate, MarkersThatAreNotTokensAreReported) {
+  REFT_REQUIRE_SHARED("tokenizers/stories260K");
+  const auto tok = Tokenizer::load(shared_path);
+  const auto w = template_marker_warnings("chatml", *tok);
+  ASSERT_EQ(w.size(), 2u);
+  EXPECT_NE(w[0].find("<|im_start|>"), std::string::npos) << w[0];
+  EXPECT_NE(w[1].find("<|im_end|>"), std::string::npos) << w[1];
+  EXPECT_TRUE(template_marker_warnings("none", *tok).empty());
+  EXPECT_TRUE(template_marker_warnings("alpaca", *tok).empty());
+  // Chat data rendered with chatml on this vocabulary carries the warning.
+  const Record chat{
+      {{"messages",
+        {{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Yo"}}}}},
+      "c:1"};
+  const auto ds = make_lm_dataset({chat}, *tok, {});
+  ASSERT_FALSE(ds.warnings.empty());
+  EXPECT_NE(ds.warnings[0].find("<|im_start|>"), std::string::npos);
+  const auto llama3 = test::shared_dir() / "tokenizers" / "llama3";
+  if (std::filesystem::exists(llama3)) {
+    EXPECT_TRUE(template_marker_warnings("llama3", *Tokenizer::load(llama3)).empty());
+  }
 }
 
 // A tokenizer that adds BOS itself and a template that writes it: still one BOS.

@@ -37,6 +37,13 @@ std::vector<std::string> template_names();
 /// template does) keeps exactly one: when the tokenizer adds BOS too, the duplicate is dropped.
 std::vector<int64_t> encode_prompt(const Tokenizer& tokenizer, std::string_view text);
 
+/// Warning lines for the markers a named template writes ("<|im_start|>", "<|eot_id|>", …) that
+/// are not single tokens of `tokenizer`'s vocabulary: such a marker is split into ordinary pieces
+/// the model never learned as a turn boundary. Empty when every marker is a token (and for
+/// templates without markers: none, alpaca, llama2, custom strings).
+std::vector<std::string> template_marker_warnings(std::string_view template_name,
+                                                  const Tokenizer& tokenizer);
+
 enum class DataFormat { kAuto, kPromptCompletion, kAlpaca, kChat, kClassification };
 DataFormat parse_data_format(std::string_view name);
 

@@ -27,6 +27,9 @@ struct GenerationOptions {
   std::vector<std::string> stop_strings;
   /// Pad id for left padding of batched prompts (masked, so any valid id works).
   int64_t pad_token_id = 0;
+  /// Called with one line for a condition that does not stop generation: a forward reaching
+  /// positions past the model's max_position_embeddings (once per call). Null: not reported.
+  std::function<void(const std::string&)> on_warning;
 };
 
 struct GenerationResult {

@@ -100,7 +100,17 @@ std::vector<GenerationResult> generate(Model& model,
   in.cache = &cache;
   in.hooks = hooks;
   in.logits = LogitsMode::kLast;
+  const int64_t max_positions = info.max_position_embeddings;
+  bool warned = false;
   for (int64_t step = 0; step < opt.max_new_tokens; ++step) {
+    // The last position this forward computes: T − 1 for the prefill, then one more per step.
+    const int64_t position = T - 1 + step;
+    if (opt.on_warning && !warned && max_positions > 0 && position >= max_positions) {
+      warned = true;
+      opt.on_warning("generation runs past max_position_embeddings (" +
+                     std::to_string(max_positions) + ") at position " + std::to_string(position) +
+                     ": the model was not trained on these positions; expect degraded text");
+    }
     auto logits = model.forward(in).logits.to(torch::kFloat32).to(torch::kCPU);  // (B, V)
     torch::Tensor next;
     if (opt.temperature == 0) {

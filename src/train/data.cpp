@@ -178,6 +178,22 @@ std::vector<int64_t> encode_prompt(const Tokenizer& tok, std::string_view text) 
   return ids;
 }
 
+std::vector<std::string> template_marker_warnings(std::string_view name, const Tokenizer& tok) {
+  std::vector<std::string> markers;
+  if (name == "chatml") markers = {"<|im_start|>", "<|im_end|>"};
+  if (name == "llama3")
+    markers = {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"};
+  if (name == "zephyr") markers = {"<|user|>", "<|assistant|>", "</s>"};
+  std::vector<std::string> out;
+  for (const auto& m : markers)
+    if (!tok.token_to_id(m))
+      out.push_back("template " + std::string(name) + ": marker " + m +
+                    " is not a token of this vocabulary (it becomes " +
+                    std::to_string(tok.encode(m, false).size()) +
+                    " ordinary tokens); use a template made for this model");
+  return out;
+}
+
 DataFormat parse_data_format(std::string_view name) {
   if (name == "auto") return DataFormat::kAuto;
   if (name == "prompt-completion" || name == "prompt_completion")
@@ -336,8 +352,10 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
   if (format == DataFormat::kChat && chat_turn_end(ds.template_name).empty() &&
       ds.template_name != "llama2")
     ds.template_name = "user: {prompt}\nassistant: ";  // render_chat's plain form, one user turn
+  ds.warnings = template_marker_warnings(ds.template_name, tok);
   int64_t truncated = 0;
   Skips skips;
+  std::string first_missing;  // the error of the first record without a needed field
   for (const auto& r : records) {
     // A record without a field this format needs is left out and counted.
     std::vector<std::string> needed;
@@ -350,6 +368,13 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
     });
     if (absent != needed.end()) {
       skips.add("lacks field '" + *absent + "'", "lack field '" + *absent + "'", r.where);
+      if (first_missing.empty())
+        first_missing = "[" + r.where + "] field '" + *absent + "' is missing (set --" +
+                        (*absent == o.prompt_field        ? "prompt"
+                         : *absent == o.completion_field  ? "completion"
+                         : *absent == o.instruction_field ? "instruction"
+                                                          : "output") +
+                        "-field to use another field)";
       continue;
     }
     std::string prompt, completion;
@@ -382,8 +407,8 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
       ++truncated;
     }
     if (e.prompt_length >= static_cast<int64_t>(e.input_ids.size())) {
-      const std::string within = " no completion token left within max_length " +
-                                 std::to_string(o.max_length);
+      const std::string within =
+          " no completion token left within max_length " + std::to_string(o.max_length);
       skips.add("has" + within, "have" + within, r.where);
       continue;
     }
@@ -397,6 +422,8 @@ Dataset make_lm_dataset(const std::vector<Record>& records, const Tokenizer& tok
                           std::to_string(o.max_length) + " tokens");
   const std::string file = file_of(records.front().where);
   if (ds.examples.empty()) fail("[", file, "] no usable example: ", skips.summary());
+  // A few records without a field among usable ones is a broken record, not another format.
+  if (!first_missing.empty()) fail(first_missing);
   if (!skips.empty())
     ds.warnings.push_back(file + ": skipped " + std::to_string(skips.count()) + " of " +
                           std::to_string(records.size()) + " records: " + skips.summary());
@@ -407,6 +434,7 @@ Dataset make_classification_dataset(const std::vector<Record>& records, const To
                                     const DataOptions& o) {
   Dataset ds;
   ds.template_name = o.template_name.empty() ? "none" : o.template_name;
+  ds.warnings = template_marker_warnings(ds.template_name, tok);
   int64_t truncated = 0;
   for (const auto& r : records) {
     Example e;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -112,6 +113,9 @@ int run_generate(const Args& args) {
       prompts.push_back(encode_prompt(*tokenizer, apply_template(tmpl, t)));
   }
   if (tokenizer && tokenizer->pad_id()) g.pad_token_id = *tokenizer->pad_id();
+  g.on_warning = [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); };
+  if (tokenizer && !texts.empty())
+    for (const auto& w : template_marker_warnings(tmpl, *tokenizer)) g.on_warning(w);
   std::shared_ptr<SiteHooks> hooks;
   if (adapter) hooks = adapter->reft->generation_hooks(args.has("intervene-generated"));
 

@@ -207,12 +207,21 @@ TEST_F(CliUsability, DataWithoutAUsableExampleSaysWhyPerRecord) {
   expect_error(train("bad", {"--data", data.string(), "--max-steps", "1"}), 1,
                "no usable example: 2 records lack field 'completion' (first: " + data.string() +
                    ":1), 1 record lacks field 'prompt' (first: " + data.string() + ":3)");
-  // Some usable: the rest are reported once, and training goes on.
+  // Among usable records, a record without a field is an error naming its line.
   std::ofstream(data, std::ios::app) << R"({"prompt": "g", "completion": " h"})"
                                      << "\n";
-  const auto r = train("some", {"--data", data.string(), "--max-steps", "1"});
+  expect_error(train("some", {"--data", data.string(), "--max-steps", "1"}), 1,
+               "[" + data.string() + ":1] field 'completion' is missing");
+  // Records too long for any completion token: skipped with one warning, training goes on.
+  std::ofstream(data) << R"({"prompt": "once upon a time there was", "completion": " h"})"
+                      << "\n"
+                      << R"({"prompt": "a", "completion": " b"})"
+                      << "\n";
+  const auto r = train("long", {"--data", data.string(), "--max-steps", "1", "--max-length", "4"});
   EXPECT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.err.find("skipped 3 of 4 records: 2 records lack field 'completion'"),
+  EXPECT_NE(r.err.find("skipped 1 of 2 records: 1 record has no completion token left within "
+                       "max_length 4 (first: " +
+                       data.string() + ":1)"),
             std::string::npos)
       << r.err;
 }

@@ -427,6 +427,75 @@ TEST(PyreftExport, EveryInterventionTypeRoundTripsWithIdenticalLogits) {
     }
 }
 
+// The eight types without a pyvene golden, checked against pyvene 0.1.7's own definitions
+// (pyvene/models/interventions.py, written out here rather than taken from reft's tables):
+// str(type(intervention)) for config.json, and intervention.state_dict() in its order (own
+// parameters, then own buffers: embed_dim and interchange_dim from Intervention.__init__, then
+// children; torch's orthogonal() adds `original` and the buffer `0.base`). pyvene saves
+// intkey_<key>.bin only for a TrainableIntervention or one with a source_representation.
+TEST(PyreftExport, UngoldenedTypesMatchPyvenesDefinitions) {
+  const std::string rotation = "rotate_layer.parametrizations.weight.";
+  struct Expected {
+    InterventionType type;
+    std::string cls;
+    std::vector<std::string> keys;  // empty: no state file
+  };
+  const std::vector<Expected> cases = {
+      {InterventionType::kVanilla, "VanillaIntervention", {}},
+      {InterventionType::kAddition, "AdditionIntervention", {}},
+      {InterventionType::kSubtraction, "SubtractionIntervention", {}},
+      {InterventionType::kZero, "ZeroIntervention", {}},
+      {InterventionType::kCollect, "CollectIntervention", {}},
+      {InterventionType::kRotated,
+       "RotatedSpaceIntervention",
+       {"embed_dim", "interchange_dim", rotation + "original", rotation + "0.base"}},
+      {InterventionType::kBoundlessRotated,
+       "BoundlessRotatedSpaceIntervention",
+       {"intervention_boundaries", "temperature", "intervention_population", "embed_dim",
+        "interchange_dim", rotation + "original", rotation + "0.base"}},
+      {InterventionType::kSigmoidMask,
+       "SigmoidMaskIntervention",
+       {"mask", "temperature", "embed_dim", "interchange_dim"}},
+  };
+  Tiny tiny;
+  const int64_t D = tiny.model->info().hidden_size;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.cls);
+    InterventionOptions o{.type = c.type, .low_rank_dimension = 4};
+    if (c.type == InterventionType::kVanilla) o.interchange_dim = 5;
+    ReftModel reft(*tiny.model, ReftConfig::build({1}, Component::kBlockOutput, o, "l1", false), 3);
+    test::TempDir dir;
+    write_pyreft_adapter(reft, dir / "p");
+    const auto config = read_json_file(dir / "p" / "config.json");
+    EXPECT_EQ(config["intervention_types"][0],
+              "<class 'pyvene.models.interventions." + c.cls + "'>");
+    const fs::path bin = dir / "p" / ("intkey_" + reft.keys()[0] + ".bin");
+    ASSERT_EQ(fs::exists(bin), !c.keys.empty());
+    if (c.keys.empty()) continue;
+    const auto state = read_torch_state_dict(bin);
+    std::vector<std::string> names;
+    for (const auto& [name, v] : state) names.push_back(name);
+    EXPECT_EQ(names, c.keys);
+    std::map<std::string, torch::Tensor> t;
+    for (const auto& [name, v] : state) t[name] = pyreft::to_torch(v);
+    // Shapes and values pyvene's constructor gives.
+    EXPECT_EQ(t["embed_dim"].item<int64_t>(), D);
+    EXPECT_EQ(t["embed_dim"].dim(), 0);
+    if (t.count(rotation + "original")) {
+      EXPECT_EQ(t[rotation + "original"].sizes(), (std::vector<int64_t>{D, D}));  // RotateLayer
+    }
+    if (c.type == InterventionType::kBoundlessRotated) {
+      EXPECT_EQ(t["intervention_boundaries"].sizes(), (std::vector<int64_t>{1}));
+      EXPECT_EQ(t["temperature"].dim(), 0);
+      EXPECT_TRUE(torch::equal(t["intervention_population"], torch::arange(D)));
+    }
+    if (c.type == InterventionType::kSigmoidMask) {
+      EXPECT_EQ(t["mask"].sizes(), (std::vector<int64_t>{D}));
+      EXPECT_EQ(t["temperature"].dim(), 0);
+    }
+  }
+}
+
 TEST(PyreftExport, ConversionWithoutModelWritesTheSameFiles) {
   Tiny tiny;
   InterventionOptions o{.type = InterventionType::kDiReFT, .low_rank_dimension = 3};

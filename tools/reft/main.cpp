@@ -35,7 +35,8 @@ void print_overview(std::ostream& out, const std::vector<reft::cli::Command>& co
   for (const auto& c : commands)
     out << "  " << c.name << std::string(14 - std::min<size_t>(13, c.name.size()), ' ')
         << c.summary.substr(0, c.summary.find('\n')) << "\n";
-  out << "\nRun 'reft <command> --help' for the flags of a command.\n";
+  out << "\nRun 'reft <command> --help' for the flags of a command, 'reft --version' for the "
+         "version.\n";
 }
 
 // "bench" of "bench generate": the first word of two-word commands.

@@ -95,6 +95,7 @@ TEST(CliNames, VersionNamesTheProjectAndLibtorch) {
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("reft 0.", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("libtorch 1."), std::string::npos) << r.out;
+  EXPECT_NE(reft({"--help"}).out.find("'reft --version'"), std::string::npos);
 }
 
 TEST(CliNames, BenchListsItsSubcommands) {

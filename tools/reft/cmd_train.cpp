@@ -525,7 +525,9 @@ std::vector<Command> train_commands() {
        "interrupted run; auto = every 10% of the run, at most 500 steps apart; 0 = only at the "
        "end"},
       {"eval-every", "N", "0", "evaluate every N steps (0 = at the end)"},
-      {"resume", "", "", "continue from --output's checkpoint"},
+      {"resume", "", "",
+       "continue from --output's checkpoint; flags not given come from the saved run, and one "
+       "that conflicts with it is refused"},
       {"no-prefix-cache", "", "", "recompute the frozen layers below the interventions every step"},
   };
   for (auto& f : data_flags()) train.push_back(f);

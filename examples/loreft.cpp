@@ -19,7 +19,6 @@
 #include <iostream>
 
 int main(int argc, char** argv) {
-  reft::reexec_with_passive_wait_policy(argv);
   if (argc < 2) {
     std::cerr << "usage: loreft_example MODEL_DIR [OUT_DIR]\n";
     return 2;

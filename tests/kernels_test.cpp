@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include <strings.h>
+#include <dlfcn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,21 +124,19 @@ struct TwoThreads {
 };
 
 TEST(Kernels, GemvInAForkedChild) {
-  // The child of a fork has none of the parent's helper threads; its products must still finish.
-  if (strcasecmp(omp_wait_policy().c_str(), "active") == 0)
-    GTEST_SKIP() << "with OMP_WAIT_POLICY=ACTIVE products run on libgomp's pool, which does not "
-                    "survive fork()";
+  // The child of a fork has none of the parent's pool threads (libtorch sets it to one thread);
+  // its products must still finish, with the same result.
   TwoThreads two;
   torch::manual_seed(8);
   torch::NoGradGuard no_grad;
   auto weight = torch::randn({1024, 512}), x = torch::randn({512});
-  const auto expected = kernels::gemv(weight, {}, x);  // the parent's team now exists
+  const auto expected = kernels::gemv(weight, {}, x);  // the parent's pool now exists
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
     alarm(20);  // a hang ends the child with SIGALRM
-    // libtorch sets a forked child to one thread; a program may raise it again.
-    at::set_num_threads(2);
+    // libgomp's pool does not survive fork(): a child computes on one thread.
+    at::set_num_threads(1);
     const bool same = torch::equal(kernels::gemv(weight, {}, x), expected);
     _exit(same ? 0 : 1);
   }
@@ -148,7 +146,8 @@ TEST(Kernels, GemvInAForkedChild) {
 }
 
 TEST(Kernels, GemvFromConcurrentCallers) {
-  // Callers that find the helper team busy run their product alone; every result stays exact.
+  // Several threads of a program compute at once (each its own OpenMP team); every result stays
+  // exact and no call changes another's settings.
   TwoThreads two;
   torch::manual_seed(7);
   torch::NoGradGuard no_grad;
@@ -164,6 +163,43 @@ TEST(Kernels, GemvFromConcurrentCallers) {
     });
   for (auto& t : callers) t.join();
   EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(Runtime, ResolvesOneOptimizedBlasRunningNoThreadsOfItsOwn) {
+  const auto& info = runtime();
+  EXPECT_GE(info.threads, 1);
+  EXPECT_FALSE(info.blas.empty());
+  // CI installs libopenblas0-pthread (scripts/setup.sh): the reference BLAS would be ~30× slower.
+  EXPECT_TRUE(info.blas_optimized) << "BLAS in use: " << info.blas;
+  // OpenBLAS's own pool would spin beside libtorch's: the runtime sets it to one thread, once.
+  if (auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads")))
+    EXPECT_EQ(get(), 1);
+}
+
+TEST(Kernels, LinearBackwardSplitsLikeTheForward) {
+  // Products large enough to be split into column blocks (M·N·K ≥ 32 Mi), forward and backward,
+  // with W requiring a gradient too, against at::linear on the same inputs.
+  TwoThreads two;
+  torch::manual_seed(11);
+  auto x = torch::randn({2, 150, 512}), weight = torch::randn({389, 512}) * 0.05;
+  auto w = torch::randn({2, 150, 389});
+  auto fused = run([&](auto& in) { return kernels::linear(in[0], in[1], {}); }, {x, weight}, w);
+  auto plain = run([&](auto& in) { return at::linear(in[0], in[1]); }, {x, weight}, w);
+  EXPECT_TRUE(tensors_close("linear split", fused.first, plain.first, 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close("dx split", fused.second[0], plain.second[0], 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close("dw split", fused.second[1], plain.second[1], 1e-3, 1e-5));
+}
+
+TEST(Kernels, MatmulOfPlainAndTransposedOperands) {
+  TwoThreads two;
+  torch::manual_seed(12);
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({300, 400}), b = torch::randn({400, 350});
+  EXPECT_TRUE(tensors_close("a b", kernels::matmul(a, b), at::mm(a, b), 1e-4, 1e-5));
+  auto at_ = a.t().contiguous().t(), bt = b.t().contiguous().t();  // transposed views
+  EXPECT_TRUE(tensors_close("aᵀ bᵀ views", kernels::matmul(at_, bt), at::mm(a, b), 1e-4, 1e-5));
+  EXPECT_TRUE(tensors_close("small", kernels::matmul(a.narrow(0, 0, 3), b.narrow(1, 0, 5)),
+                            at::mm(a.narrow(0, 0, 3), b.narrow(1, 0, 5)), 1e-4, 1e-5));
 }
 
 TEST(Kernels, RotaryMatchesRotateHalf) {
@@ -255,6 +291,31 @@ TEST(Kernels, AttentionForwardAndBackwardWithPaddingGqaAndWindow) {
         tensors_close("d qkv w" + std::to_string(window), a.second[0], b.second[0], 1e-5, 1e-4));
     EXPECT_TRUE(
         tensors_close("d k w" + std::to_string(window), a.second[1], b.second[1], 1e-5, 1e-4));
+  }
+}
+
+TEST(Kernels, CausalAttentionInQueryBlocksMatchesReference) {
+  // T ≥ 64 queries run in blocks of 32 rows whose products skip the keys the causal mask hides
+  // entirely; values and gradients must equal the full products', with a past, padding and GQA.
+  TwoThreads two;
+  torch::manual_seed(13);
+  for (int64_t past : {0, 5}) {
+    const int64_t B = 2, H = 4, Hkv = 2, T = 70, S = past + T, Dh = 16;
+    auto q = torch::randn({B, H, T, Dh}), k = torch::randn({B, Hkv, S, Dh}),
+         v = torch::randn({B, Hkv, S, Dh});
+    auto mask = torch::ones({B, S}, torch::kInt64);
+    mask[1].narrow(0, 0, 9).fill_(0);
+    auto w = torch::randn({B, T, H * Dh});
+    const std::string what = "block attention, past " + std::to_string(past);
+    auto a = run([&](auto& in) { return kernels::attention(in[0], in[1], in[2], mask, 0.25, true,
+                                                           0); },
+                 {q, k, v}, w);
+    auto b = run([&](auto& in) { return reference_attention(in[0], in[1], in[2], mask, 0.25, 0); },
+                 {q, k, v}, w);
+    EXPECT_TRUE(tensors_close(what, a.first, b.first, 1e-5, 1e-5));
+    for (int i = 0; i < 3; ++i)
+      EXPECT_TRUE(tensors_close("d" + std::string(1, "qkv"[i]) + " " + what, a.second[i],
+                                b.second[i], 1e-5, 1e-4));
   }
 }
 

@@ -1,5 +1,12 @@
 #pragma once
-/// Process-wide runtime settings: threads, allocator behaviour, devices and dtypes.
+/// The process's compute runtime (threads and BLAS), devices and dtypes.
+///
+/// One pool runs every parallel kernel: libtorch's intra-op OpenMP pool (libgomp on Linux). BLAS
+/// never runs threads of its own: reft's matrix products split their output into per-thread
+/// blocks on that pool, each block one single-threaded BLAS call. Two pools on the same cores
+/// (libgomp's and OpenBLAS's pthreads) spin-wait against each other between operations; on 2 cores
+/// that made a training step up to 17× slower. The runtime is set up once, on first use or by an
+/// explicit init_runtime(); no call toggles global state per operation.
 
 #include <torch/types.h>
 
@@ -9,31 +16,42 @@
 namespace reft {
 
 struct RuntimeOptions {
-  /// Intra-op threads for libtorch and OpenBLAS; 0 = all cores.
+  /// Intra-op threads of the pool; 0 = every core this process may run on.
   int threads = 0;
   /// Keep freed memory inside the process instead of returning it to the OS. Large tensors are
   /// allocated and freed on every forward; on virtual machines where each fresh page costs a
   /// slow fault (measured here: a 4 MiB temporary cost ~8 ms instead of ~0.1 ms) this matters more
-  /// than any kernel.
+  /// than any kernel. Applied at the first initialization only.
   bool retain_freed_memory = true;
+  /// Print one warning line on stderr when the BLAS in use is not an optimized one.
+  bool warn_slow_blas = true;
 };
 
-/// Applies `options` (idempotent; call before heavy work). Returns the thread count in use.
-int init_runtime(const RuntimeOptions& options = {});
+/// What the runtime resolved.
+struct RuntimeInfo {
+  int threads = 0;              ///< intra-op threads of the pool
+  std::string blas;             ///< the library serving sgemm_ (its path or OpenBLAS's config)
+  bool blas_optimized = false;  ///< false: reference BLAS (about 30× slower matrix products)
+  bool blas_symbol = false;     ///< sgemm_ was found (else products go through at::mm)
+  std::string omp_wait_policy;  ///< OMP_WAIT_POLICY from the environment; "" = libgomp's default
+};
 
-/// libtorch's OpenMP pool (libgomp) and OpenBLAS's threads both spin-wait while idle; on a machine
-/// with few cores they starve each other (measured here: a stories260K training step takes 296 ms
-/// with the default ACTIVE policy, 17 ms with PASSIVE). libgomp reads OMP_WAIT_POLICY once, before
-/// main() runs, so a program can only choose it by re-executing itself. When OMP_WAIT_POLICY is
-/// unset, this sets it to PASSIVE and execv()s /proc/self/exe with the same arguments (it returns
-/// only when the policy was already set or the exec failed). Call it first in main().
-void reexec_with_passive_wait_policy(char** argv);
+/// Sets up the runtime with `options`: the first call resolves BLAS once (sgemm_, its own
+/// threads set to 1, a warning line naming the package to install when it is the slow reference
+/// BLAS), applies the memory options and sizes the pool; later calls only resize the pool.
+/// Library entry points that compute call runtime(), so calling this is needed only to choose
+/// options. Thread-safe. Returns the resolved state.
+const RuntimeInfo& init_runtime(const RuntimeOptions& options = {});
+
+/// The runtime in use, set up with default options on first use. Thread-safe.
+const RuntimeInfo& runtime();
 
 /// Number of cores this process may run on.
 int available_cores();
 
 /// The OpenMP wait policy the runtime started with ("PASSIVE", "ACTIVE" or "" when unset). It can
-/// only be chosen before the OpenMP runtime starts, i.e. through the environment of the process.
+/// only be chosen through the environment of the process (libgomp reads it when it loads);
+/// reft needs none: with one pool, libgomp's default (spin a while, then sleep) serves it well.
 std::string omp_wait_policy();
 
 /// "cpu", "cuda", "cuda:1" → torch::Device. Throws UsageError for anything else or when CUDA

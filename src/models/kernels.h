@@ -10,21 +10,23 @@
 
 namespace reft::kernels {
 
-/// Whether this file was built with OpenMP: at::parallel_for is a header template, and without
+/// Whether the kernels were built with OpenMP: at::parallel_for is a header template, and without
 /// -fopenmp it silently runs every kernel on one thread.
 bool built_with_openmp();
 
-/// x Wᵀ + b for a frozen W (out, in) with (N, …, in) inputs, as one 2-D GEMM. Small products run
-/// on one BLAS thread: OpenBLAS's second thread makes a 400×64×344 product ~10× slower here, while
-/// large ones need both cores. The backward (dX = dY W) follows the same rule; W and b get
-/// gradients only if they require them.
+/// x Wᵀ + b for a frozen W (out, in) with (N, …, in) inputs, as one 2-D GEMM split into column
+/// blocks over the pool's threads (small products run on the calling thread). The backward
+/// (dX = dY W, and dW = dYᵀ X when W requires a gradient) is split the same way.
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias);
 
-/// W x + b for one vector x (in) without autograd (decode steps): each available thread streams
-/// its own rows of W, helpers kept awake across back-to-back products (util/spin_team.h).
-/// → (out). Returns an undefined tensor when the inputs do not suit the kernel (not float32 on
-/// the CPU, W not contiguous, or gradients wanted); the caller then uses at::mv.
+/// a (M, K) · b (K, N) without autograd, split like linear(); falls back to at::mm for anything
+/// but float32 CPU matrices (or when a gradient is wanted).
+torch::Tensor matmul(const torch::Tensor& a, const torch::Tensor& b);
+
+/// W x + b for one vector x (in) without autograd (decode steps): each thread of the pool streams
+/// its own rows of W. → (out). Returns an undefined tensor when the inputs do not suit the kernel
+/// (not float32 on the CPU, W not contiguous, or gradients wanted); the caller then uses at::mv.
 torch::Tensor gemv(const torch::Tensor& weight, const torch::Tensor& bias, const torch::Tensor& x);
 
 /// x · rsqrt(mean(x², −1) + eps) · w over the last dim (HF LlamaRMSNorm, computed in float32).

@@ -1,16 +1,17 @@
 #include "reft/runtime.h"
 
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
 #include <torch/cuda.h>
-#include <unistd.h>
 
 #include <cstdlib>
+#include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "reft/error.h"
+#include "util/blas.h"
 
 namespace reft {
 
@@ -28,30 +29,55 @@ std::string omp_wait_policy() {
   return value ? value : "";
 }
 
-void reexec_with_passive_wait_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY")) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  execv("/proc/self/exe", argv);
-  // exec failed (no /proc?): carry on with libgomp's default policy.
+namespace {
+
+struct Runtime {
+  std::mutex mutex;
+  bool initialized = false;
+  RuntimeInfo info;
+};
+
+Runtime& the_runtime() {
+  static Runtime* r = new Runtime;  // never destroyed: pool threads may outlive static teardown
+  return *r;
 }
 
-int init_runtime(const RuntimeOptions& options) {
-  if (options.retain_freed_memory) {
-    // Serve big tensors from the heap (no per-allocation mmap/munmap) and never trim it.
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, -1);
-    mallopt(M_ARENA_MAX, 4);
+}  // namespace
+
+const RuntimeInfo& init_runtime(const RuntimeOptions& options) {
+  Runtime& r = the_runtime();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.initialized) {
+    if (options.retain_freed_memory) {
+      // Serve big tensors from the heap (no per-allocation mmap/munmap) and never trim it.
+      mallopt(M_MMAP_THRESHOLD, 1 << 30);
+      mallopt(M_TRIM_THRESHOLD, -1);
+      mallopt(M_ARENA_MAX, 4);
+    }
+    const auto& blas = blas::resolve();
+    r.info.blas = blas.library;
+    r.info.blas_optimized = blas.optimized;
+    r.info.blas_symbol = blas.symbol;
+    r.info.omp_wait_policy = omp_wait_policy();
+    if (!blas.optimized && options.warn_slow_blas)
+      std::cerr << "reft: warning: matrix products run on the reference BLAS (" << blas.library
+                << "), about 30x slower than OpenBLAS: install it as root with "
+                   "'apt-get install libopenblas0-pthread'\n";
+    r.initialized = true;
   }
   const int threads = options.threads > 0 ? options.threads : available_cores();
-  int torch_threads = threads, blas_threads = threads;
-  if (const char* e = std::getenv("REFT_TORCH_THREADS")) torch_threads = std::max(1, std::atoi(e));
-  if (const char* e = std::getenv("REFT_BLAS_THREADS")) blas_threads = std::max(1, std::atoi(e));
-  if (at::get_num_threads() != torch_threads) torch::set_num_threads(torch_threads);
-  // OpenBLAS keeps its own pool; libtorch does not size it, so do it here when it is loaded.
-  using SetThreads = void (*)(int);
-  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
-    set(blas_threads);
-  return threads;
+  if (at::get_num_threads() != threads) at::set_num_threads(threads);
+  r.info.threads = at::get_num_threads();
+  return r.info;
+}
+
+const RuntimeInfo& runtime() {
+  Runtime& r = the_runtime();
+  {
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (r.initialized) return r.info;
+  }
+  return init_runtime();
 }
 
 torch::Device parse_device(std::string_view name) {

@@ -64,20 +64,9 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
 // The first line of a message (torch errors carry backtraces after it).
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
-// Commands that run no tensor work skip the re-exec (it costs a second libtorch load).
-bool needs_compute_runtime(int argc, char** argv) {
-  if (argc < 2) return false;
-  for (const char* light : {"tokenize", "inspect", "help", "--help", "-h"})
-    if (!std::strcmp(argv[1], light)) return false;
-  for (int i = 2; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return false;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (needs_compute_runtime(argc, argv)) reft::reexec_with_passive_wait_policy(argv);
   const auto commands = all_commands();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {

@@ -61,7 +61,8 @@ std::string prompt_template(const Args& args, const std::optional<LoadedAdapter>
 // Generation edits one run: a classification adapter (a head, no LM loss) or an interchange
 // adapter (DAS: it needs a source run) cannot be applied, so say so before generating anything.
 void refuse_for_generation(const LoadedAdapter& adapter, const std::string& dir) {
-  if (adapter.meta.task != "causal_lm")
+  // A steering adapter (reft steer) adds a stored vector: it edits one run like a causal-LM one.
+  if (adapter.meta.task != "causal_lm" && adapter.meta.task != "steering")
     usage_fail("[--adapter] expected a causal-LM adapter, found a ", adapter.meta.task,
                " adapter in ", dir, "; use reft predict or reft eval with it");
   for (const auto& iv : adapter.reft->interventions())

@@ -5,6 +5,7 @@
 #include "models/loading.h"
 #include "reft/error.h"
 #include "reft/model.h"
+#include "reft/runtime.h"
 #include "util/files.h"
 
 namespace reft {
@@ -297,6 +298,7 @@ KVCache Model::new_cache(int64_t batch, int64_t capacity) const {
 // ---- load_model ----
 
 std::unique_ptr<Model> load_model(const fs::path& dir, const LoadOptions& options) {
+  runtime();  // one pool, BLAS resolved: a library user need not call init_runtime()
   if (!fs::is_directory(dir)) {
     if (!fs::exists(dir)) fail("[", dir.string(), "] model directory not found");
     fail("[", dir.string(), "] expected a model directory, found a file");

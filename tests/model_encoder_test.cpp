@@ -350,8 +350,9 @@ class Probe : public SiteHooks {
   int64_t hidden_;
 };
 
-TEST(Sites, EveryArchitectureFiresEverySiteOncePerLayer) {
-  const std::vector<nlohmann::json> configs = {
+// One small config.json of each supported family.
+std::vector<nlohmann::json> every_architecture_config() {
+  return {
       llama_family_config("LlamaForCausalLM", "llama"),
       llama_family_config("MistralForCausalLM", "mistral"),
       llama_family_config("Qwen2ForCausalLM", "qwen2"),
@@ -359,6 +360,10 @@ TEST(Sites, EveryArchitectureFiresEverySiteOncePerLayer) {
       encoder_config("BertForMaskedLM"),
       encoder_config("RobertaForSequenceClassification"),
   };
+}
+
+TEST(Sites, EveryArchitectureFiresEverySiteOncePerLayer) {
+  const auto configs = every_architecture_config();
   std::set<std::string> covered;
   for (const auto& config : configs) {
     const std::string arch = config["architectures"][0];
@@ -416,14 +421,7 @@ class AddAt : public SiteHooks {
 // hooks) fires the block_output site of s − 1 on it, then runs layers s … L − 1: the result equals
 // the full forward with the same hook. BERT/RoBERTa once skipped that site.
 TEST(Sites, EveryArchitectureResumesFromACachedLayer) {
-  const std::vector<nlohmann::json> configs = {
-      llama_family_config("LlamaForCausalLM", "llama"),
-      llama_family_config("MistralForCausalLM", "mistral"),
-      llama_family_config("Qwen2ForCausalLM", "qwen2"),
-      gpt2_config(),
-      encoder_config("BertForMaskedLM"),
-      encoder_config("RobertaForSequenceClassification"),
-  };
+  const auto configs = every_architecture_config();
   for (const auto& config : configs) {
     const std::string arch = config["architectures"][0];
     SCOPED_TRACE(arch);

@@ -46,6 +46,14 @@ const ShimApi& shim() {
   // and sanitizer builds only use the shim in processes without libtorch, so plain LOCAL is safe.
 #if defined(__SANITIZE_ADDRESS__)
     const int flags = RTLD_NOW | RTLD_LOCAL;
+    // Without DEEPBIND the shim would bind to a protobuf already in the process (libtorch's),
+    // whose version check aborts or whose arena crashes: say so instead.
+    if (dlsym(RTLD_DEFAULT, "_ZN6google8protobuf8internal13VerifyVersionEiiPKc")) {
+      api.error =
+          "this is a sanitizer build and libprotobuf is already loaded (by libtorch); "
+          "sanitizer builds can use SentencePiece only in processes without libtorch";
+      return;
+    }
 #else
     const int flags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
 #endif

@@ -136,7 +136,7 @@ TEST(Safetensors, CorruptFiles) {
   write_raw(p("extra"), R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"x":1}})",
             std::string(4, 0));
   expect_rejected(p("extra"), "unknown key");
-  expect_rejected(p("missing"), "not found");
+  expect_rejected(p("missing"), "no such file");
 }
 
 TEST(Safetensors, RandomCorruptionNeverCrashes) {

@@ -135,17 +135,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const fs::path& path) {
   const std::string where = path.string();
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) fail("[", where, "] file not found");
-    fail("[", where, "] cannot open: ", std::strerror(errno));
-  }
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("[", where, "] expected a regular file");
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  const int fd = open_regular_file(path);
+  const uint64_t size = regular_file_size(fd);
   if (size < 8) {
     ::close(fd);
     fail("[", where, "] expected at least 8 bytes (the header length), found ", size,

@@ -13,6 +13,7 @@
 #include "pickle/unpickler.h"
 #include "pickle/zip_reader.h"
 #include "reft/torch_archive.h"
+#include "util/files.h"
 
 namespace reft {
 namespace {
@@ -35,16 +36,9 @@ struct Loaded {
   std::vector<SharedBytes> views;  // per vm->storages() entry
 };
 
-SharedBytes read_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary | std::ios::ate);
-  if (!in) fail("[", file.string(), "] cannot open the file; it is missing or unreadable");
-  const std::streamoff size = in.tellg();
-  if (size < 0) fail("[", file.string(), "] cannot determine the file size");
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  in.seekg(0);
-  in.read(reinterpret_cast<char*>(bytes.data()), size);
-  if (!in) fail("[", file.string(), "] reading ", size, " bytes failed");
-  return SharedBytes::own(std::move(bytes));
+SharedBytes read_archive_file(const std::filesystem::path& file) {
+  const std::string text = reft::read_file(file);
+  return SharedBytes::own(std::vector<uint8_t>(text.begin(), text.end()));
 }
 
 SharedBytes byteswapped(std::span<const uint8_t> in, int64_t item) {
@@ -307,7 +301,7 @@ TensorDict to_state_dict(PickleValue value, const std::string& where) {
 }  // namespace
 
 PickleValue read_torch_archive(const std::filesystem::path& file) {
-  return parse(read_file(file), file.string());
+  return parse(read_archive_file(file), file.string());
 }
 
 PickleValue parse_torch_archive(std::vector<uint8_t> bytes, std::string_view name) {

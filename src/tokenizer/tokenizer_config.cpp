@@ -10,41 +10,15 @@
 
 #include "reft/error.h"
 #include "tokenizer/loading.h"
+#include "util/files.h"
 
 namespace reft::tok {
 
-std::string read_file_bytes(const std::filesystem::path& path) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (!file)
-    fail("[", path.string(), "] expected a readable file, found ",
-         std::filesystem::exists(path) ? "it unreadable" : "no such file");
-  std::string bytes;
-  std::fseek(file, 0, SEEK_END);
-  const long size = std::ftell(file);
-  std::fseek(file, 0, SEEK_SET);
-  if (size > 0) {
-    bytes.resize(static_cast<size_t>(size));
-    const size_t got = std::fread(bytes.data(), 1, bytes.size(), file);
-    bytes.resize(got);
-  }
-  const bool failed = std::ferror(file) != 0;
-  std::fclose(file);
-  if (failed || size < 0)
-    fail("[", path.string(), "] expected a readable file, found a read error");
-  return bytes;
-}
+std::string read_file_bytes(const std::filesystem::path& path) { return read_file(path); }
 
 MappedFile::MappedFile(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    fail("[", path.string(), "] expected a readable file, found ",
-         std::filesystem::exists(path) ? "it unreadable" : "no such file");
-  struct stat info {};
-  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
-    ::close(fd);
-    fail("[", path.string(), "] expected a regular file, found something else");
-  }
-  size_ = static_cast<size_t>(info.st_size);
+  const int fd = open_regular_file(path);
+  size_ = regular_file_size(fd);
   if (size_ > 0) {
     data_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (data_ == MAP_FAILED) {
@@ -61,11 +35,7 @@ MappedFile::~MappedFile() {
 }
 
 nlohmann::json parse_json(const std::string& text, const std::filesystem::path& path) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("[", path.string(), "] expected valid JSON, found ", e.what());
-  }
+  return parse_json_bounded(text, path.string());
 }
 
 namespace {

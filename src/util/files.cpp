@@ -1,6 +1,7 @@
 #include "util/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,25 +15,99 @@
 namespace reft {
 namespace fs = std::filesystem;
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    if (!fs::exists(path)) fail("[", path.string(), "] file not found");
-    fail("[", path.string(), "] cannot read: ", std::strerror(errno));
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+namespace {
+
+const char* file_kind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "something else";
 }
 
-nlohmann::json read_json_file(const fs::path& path) {
-  const std::string text = read_file(path);
+}  // namespace
+
+std::string json_error_summary(const nlohmann::json::exception& e) {
+  std::string what = e.what();
+  // "[json.exception.parse_error.101] parse error at line 1, column 2: syntax error …"
+  if (const auto close = what.find("] ");
+      what.rfind("[json.exception.", 0) == 0 && close != what.npos)
+    what = what.substr(close + 2);
+  return what;
+}
+
+nlohmann::json parse_json_bounded(std::string_view text, const std::string& where) {
+  constexpr int kMaxDepth = 256;
   try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("[", path.string(), "] expected valid JSON, found a syntax error at byte ", e.byte, "; ",
-         e.what());
+    return nlohmann::json::parse(text.begin(), text.end(),
+                                 [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+                                   if (depth > kMaxDepth)
+                                     fail("[", where, "] expected JSON nested at most ", kMaxDepth,
+                                          " levels deep, found deeper nesting");
+                                   return true;
+                                 });
+  } catch (const nlohmann::json::exception& e) {
+    fail("[", where, "] expected valid JSON, found ", json_error_summary(e));
   }
+}
+
+int open_regular_file(const fs::path& path) {
+  // O_NONBLOCK: opening a FIFO with no writer must not block before fstat can refuse it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) fail("[", path.string(), "] expected a file, found no such file");
+    fail("[", path.string(), "] expected a readable file, found ", std::strerror(err));
+  }
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail("[", path.string(), "] expected a readable file, found ", std::strerror(err));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    ::close(fd);
+    fail("[", path.string(), "] expected a regular file, found ", file_kind(info.st_mode));
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
+size_t regular_file_size(int fd) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0 || info.st_size < 0) return 0;
+  return static_cast<size_t>(info.st_size);
+}
+
+std::string read_file(const fs::path& path, size_t max_bytes) {
+  const int fd = open_regular_file(path);
+  const size_t size = regular_file_size(fd);
+  if (size > max_bytes) {
+    ::close(fd);
+    fail("[", path.string(), "] expected a file of at most ", max_bytes, " bytes, found ", size,
+         " bytes");
+  }
+  std::string bytes(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, bytes.data() + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      fail("[", path.string(), "] expected a readable file, found ", std::strerror(err));
+    }
+    if (n == 0) break;  // the file shrank while being read
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  bytes.resize(got);
+  return bytes;
+}
+
+nlohmann::json read_json_file(const fs::path& path, size_t max_bytes) {
+  return parse_json_bounded(read_file(path, max_bytes), path.string());
 }
 
 namespace {

@@ -6,14 +6,35 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 namespace reft {
 
-/// The whole content of `path`; throws reft::Error "[path] cannot read: <reason>".
-std::string read_file(const std::filesystem::path& path);
+/// The most bytes `read_file` reads unless told otherwise (1 GiB): every text or JSON input reft
+/// reads whole is far smaller; tensors are mapped, not read.
+inline constexpr size_t kMaxReadBytes = size_t{1} << 30;
 
-/// Parses `path` as JSON; throws reft::Error naming the file and the parse position.
-nlohmann::json read_json_file(const std::filesystem::path& path);
+/// Opens `path` read-only and returns the descriptor, refusing anything but a regular file (a
+/// FIFO, a device such as /dev/zero, a directory, a socket) with one line "[path] expected a
+/// regular file, found a FIFO" before any read can block. The caller closes the descriptor.
+int open_regular_file(const std::filesystem::path& path);
+
+/// Size of the regular file behind an open descriptor.
+size_t regular_file_size(int fd);
+
+/// The whole content of a regular file of at most `max_bytes` bytes; throws reft::Error
+/// "[path] expected …, found …" when it is missing, not a regular file, too large or unreadable.
+std::string read_file(const std::filesystem::path& path, size_t max_bytes = kMaxReadBytes);
+
+/// Parses JSON text, nesting at most 256 levels; errors are one line "[where] expected …".
+nlohmann::json parse_json_bounded(std::string_view text, const std::string& where);
+
+/// An nlohmann exception's message without its "[json.exception.…]" prefix.
+std::string json_error_summary(const nlohmann::json::exception& e);
+
+/// Parses `path` as JSON (at most `max_bytes`, nesting bounded); throws reft::Error naming the
+/// file and the parse position.
+nlohmann::json read_json_file(const std::filesystem::path& path, size_t max_bytes = kMaxReadBytes);
 
 /// Writes a file through a temporary sibling and rename(2), so a reader (or a crash) never sees a
 /// partial file. `write` fills the stream; a failed stream is an error naming `path`.

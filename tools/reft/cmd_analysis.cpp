@@ -3,6 +3,10 @@
 
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -20,6 +24,7 @@
 #include "reft/pyreft.h"
 #include "reft/runtime.h"
 #include "reft/tokenizer.h"
+#include "run_outputs.h"
 
 namespace reft::cli {
 namespace {
@@ -203,15 +208,42 @@ int run_das(const Args& args) {
   const int64_t per_epoch =
       static_cast<int64_t>((split.train.size() + o.batch_size - 1) / o.batch_size);
   double running = 0;
+  // On a terminal a progress line (layer, step, loss, ETA over the whole sweep) is redrawn in
+  // place between the per-epoch lines; elsewhere only the per-epoch lines are printed.
+  const bool redraw = isatty(fileno(stderr)) != 0;
+  size_t shown = 0;  // length of the progress line on screen
+  const auto clear = [&] {
+    if (shown) std::fprintf(stderr, "\r%*s\r", static_cast<int>(shown), "");
+    shown = 0;
+  };
+  const auto start = std::chrono::steady_clock::now();
   auto sweep = das_sweep(*model, data.pairs, split, layers, o, [&](const DasEvent& e) {
     running += e.loss;
     if (e.step % per_epoch == 0) {
+      clear();
       std::fprintf(stderr, "layer %lld  epoch %lld/%lld  loss %.4f\n",
                    static_cast<long long>(e.layer), static_cast<long long>(e.step / per_epoch),
                    static_cast<long long>(o.epochs), running / static_cast<double>(per_epoch));
       running = 0;
     }
+    if (!redraw || e.step >= e.total_steps) return;
+    const auto index = std::find(layers.begin(), layers.end(), e.layer) - layers.begin();
+    const double done = static_cast<double>(index * e.total_steps + e.step);
+    const double total = static_cast<double>(layers.size()) * static_cast<double>(e.total_steps);
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char line[160];
+    const int n = std::snprintf(
+        line, sizeof line, "layer %lld (%lld/%zu)  step %lld/%lld  loss %.4f  ETA %s",
+        static_cast<long long>(e.layer), static_cast<long long>(index + 1), layers.size(),
+        static_cast<long long>(e.step), static_cast<long long>(e.total_steps), e.loss,
+        format_duration(elapsed / done * (total - done)).c_str());
+    const size_t len = static_cast<size_t>(std::clamp<int>(n, 0, sizeof line - 1));
+    std::fprintf(stderr, "\r%s%*s", line, static_cast<int>(shown > len ? shown - len : 0), "");
+    shown = len;
+    std::fflush(stderr);
   });
+  clear();
   const auto& best = sweep.results[sweep.best];
 
   if (auto out = args.maybe("output")) {
@@ -365,8 +397,7 @@ int run_collect(const Args& args) {
 
 int run_steer(const Args& args) {
   if (!args.has("prompt") && !args.has("output"))
-    usage_fail(
-        "[reft steer] expected --prompt (print a steered continuation) and/or --output DIR");
+    usage_fail("[reft steer] expected --prompt (print a steered continuation) and/or --output DIR");
   SteeringOptions s;
   s.layer = args.get_int("layers");
   s.component = parse_component(args.get("component"));
@@ -505,7 +536,8 @@ std::vector<Command> analysis_commands() {
        "Collect the representations at (layer, component) and chosen positions for every record "
        "and write them to safetensors: layer_<l>.<component> (N, D) per layer, example_index, "
        "position and token_id (N).",
-       "--model DIR --data FILE --output FILE.safetensors [--layers all] [--component block_output] "
+       "--model DIR --data FILE --output FILE.safetensors [--layers all] [--component "
+       "block_output] "
        "[--position l1]",
        with_runtime({
            {"model", "DIR", "", "HuggingFace model folder"},
@@ -540,7 +572,9 @@ std::vector<Command> analysis_commands() {
            {"baseline", "", "", "with --prompt: also print the unsteered continuation (stderr)"},
            {"max-new-tokens", "N", "32", "tokens to generate"},
            {"batch-size", "B", "16", "prompts per forward"},
-           {"output", "DIR", "",
+           {"output",
+            "DIR",
+            "",
             "write the steering intervention as an adapter (reft generate --adapter DIR)",
             {"save"}},
        }),

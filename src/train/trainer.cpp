@@ -429,8 +429,11 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
     meta.extra["training"] = {
         {"steps", summary.steps}, {"final_loss", summary.final_loss}, {"lr", o.lr},
         {"epochs", o.epochs},     {"batch_size", o.batch_size},       {"seed", o.seed}};
-    task.save(o.output_dir, meta);
+    // The final checkpoint first (one atomic directory swap), then the adapter's files (each
+    // replaced atomically, the config last with the tensors' checksum): a crash between or during
+    // the two leaves a checkpoint from which --resume rewrites the same adapter.
     save_checkpoint(task, opt, o, total_steps, summary.losses);
+    task.save(o.output_dir, meta);
   }
   return summary;
 }

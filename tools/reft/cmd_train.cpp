@@ -1,8 +1,13 @@
 // reft train | demo: training interventions from the command line.
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -258,6 +263,44 @@ Args resume_args(const Args& args) {
   return parse_args("train", flags, static_cast<int>(ptrs.size()), ptrs.data(), 2);
 }
 
+// Holds an exclusive flock(2) on `<output>/.reft-train.lock` for the life of the process, so that
+// two trainings never interleave their writes into one folder. The kernel releases the lock when
+// the process exits or dies (kill -9 included): a stale lock file never blocks the next run.
+class OutputLock {
+ public:
+  explicit OutputLock(const fs::path& dir) {
+    fs::create_directories(dir);
+    const fs::path path = dir / ".reft-train.lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0)
+      fail("[", path.string(), "] expected a lock file, found it cannot be opened: ",
+           std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      char buf[32] = {};
+      const ssize_t n = ::pread(fd_, buf, sizeof(buf) - 1, 0);
+      ::close(fd_);
+      std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+      holder.erase(std::remove(holder.begin(), holder.end(), '\n'), holder.end());
+      if (err == EWOULDBLOCK)
+        fail("[", dir.string(), "] expected no other training writing this folder, found one "
+             "running", holder.empty() ? std::string() : " (pid " + holder + ")",
+             "; wait for it to finish or choose another --output");
+      fail("[", path.string(), "] expected a lockable file, found: ", std::strerror(err));
+    }
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd_, 0) == 0 && ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
+      // The pid is informational only.
+    }
+  }
+  ~OutputLock() { ::close(fd_); }
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 int run_train(const Args& given) {
   const Args args = resume_args(given);
   apply_runtime_flags(args);
@@ -308,6 +351,9 @@ int run_train(const Args& given) {
   topt.output_dir = args.get("output");
   topt.meta.template_name = train.template_name;  // the one the data was rendered with
   topt.meta.extra["train_flags"] = given_flags(args, train_commands()[0].flags);  // for --resume
+  // Every input is valid: take the output folder for this run before anything is written to it.
+  std::optional<OutputLock> lock;
+  if (!topt.output_dir.empty()) lock.emplace(topt.output_dir);
   ReftModel reft(*model, config, topt.seed);
   print_resolved(reft, topt, data_path, train.examples.size(), eval ? eval->examples.size() : 0);
   TrainSummary summary;

@@ -40,11 +40,11 @@ struct RuntimeInfo {
 /// threads set to 1, a warning line naming the package to install when it is the slow reference
 /// BLAS), applies the memory options and sizes the pool; later calls only resize the pool.
 /// Library entry points that compute call runtime(), so calling this is needed only to choose
-/// options. Thread-safe. Returns the resolved state.
-const RuntimeInfo& init_runtime(const RuntimeOptions& options = {});
+/// options. Thread-safe. Returns a copy of the resolved state.
+RuntimeInfo init_runtime(const RuntimeOptions& options = {});
 
 /// The runtime in use, set up with default options on first use. Thread-safe.
-const RuntimeInfo& runtime();
+RuntimeInfo runtime();
 
 /// Number of cores this process may run on.
 int available_cores();

@@ -44,7 +44,7 @@ Runtime& the_runtime() {
 
 }  // namespace
 
-const RuntimeInfo& init_runtime(const RuntimeOptions& options) {
+RuntimeInfo init_runtime(const RuntimeOptions& options) {
   Runtime& r = the_runtime();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (!r.initialized) {
@@ -71,7 +71,7 @@ const RuntimeInfo& init_runtime(const RuntimeOptions& options) {
   return r.info;
 }
 
-const RuntimeInfo& runtime() {
+RuntimeInfo runtime() {
   Runtime& r = the_runtime();
   {
     std::lock_guard<std::mutex> lock(r.mutex);

@@ -6,6 +6,7 @@
 #include "reft/error.h"
 #include "tokenizer/loading.h"
 #include "tokenizer/models.h"
+#include "util/files.h"
 
 namespace reft::tok {
 namespace {
@@ -127,11 +128,12 @@ class TokenizerJsonReader : public json::json_sax_t {
     return true;
   }
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    fail("[", where_, "] expected valid JSON, found ", e.what());
+    fail("[", where_, "] expected valid JSON, found ", json_error_summary(e));
   }
 
  private:
   enum class Mode { kDom, kVocab, kMerges };
+  static constexpr size_t kMaxDepth = 256;  // as parse_json_bounded
 
   // Directly inside the top-level "model" object.
   bool in_model() const { return stack_.size() == 2 && keys_[1] == "model"; }
@@ -171,6 +173,9 @@ class TokenizerJsonReader : public json::json_sax_t {
     return true;
   }
   bool open(json container) {
+    if (stack_.size() >= kMaxDepth)
+      fail("[", where_, "] expected JSON nested at most ", kMaxDepth,
+           " levels deep, found deeper nesting");
     const std::string key = !stack_.empty() && stack_.back()->is_object() ? key_ : std::string();
     stack_.push_back(insert(std::move(container)));
     keys_.push_back(key);
@@ -238,6 +243,7 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const std::filesystem::path& dir,
       fail("[", where, "] expected \"added_tokens\" to be an array, found ", added.type_name());
     for (const auto& entry : added) {
       if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() ||
+          entry["id"].get<int64_t>() < 0 || entry["id"].get<int64_t>() > INT32_MAX ||
           !entry.contains("content") || !entry["content"].is_string())
         fail("[", where, "] expected added_tokens entries {\"id\": …, \"content\": …}, found ",
              entry.dump().substr(0, 120));

@@ -40,6 +40,15 @@ Vocab::Vocab(std::vector<std::pair<std::string, int64_t>> entries, std::string_v
            "'");
     max_id = std::max(max_id, id);
   }
+  // Ids come from the file: a table as long as the largest id must stay near the entry count (a
+  // few holes are normal, an id of 2^30 for a 50k vocabulary is a malformed file).
+  const int64_t max_table = static_cast<int64_t>(entries.size()) + (int64_t{1} << 20);
+  if (max_id >= max_table) {
+    const auto far = std::find_if(entries.begin(), entries.end(),
+                                  [&](const auto& e) { return e.second == max_id; });
+    fail("[", where, "] expected vocabulary ids below ", max_table, " (", entries.size(),
+         " entries + 2^20), found ", max_id, " for token '", far->first, "'");
+  }
   tokens_.resize(static_cast<size_t>(max_id + 1));
   present_.assign(tokens_.size(), 0);
   for (auto& [token, id] : entries) {

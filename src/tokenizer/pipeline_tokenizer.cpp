@@ -9,7 +9,16 @@ PipelineTokenizer::PipelineTokenizer(Parts parts, Roles roles) : parts_(std::mov
   if (!parts_.model) fail("[tokenizer] expected a vocabulary model, found none");
   parts_.added.build(parts_.normalizer.get());
   vocab_size_ = parts_.model->size();
+  // Added ids come from the files: they extend the vocabulary by a bounded number of rows (an
+  // embedding table is sized from vocab_size()), never to an id of 2^31.
+  const int64_t max_added = int64_t{parts_.model->size()} + (int64_t{1} << 20);
   for (const auto& token : parts_.added.tokens()) {
+    if (token.id < 0 || token.id >= max_added)
+      fail("[",
+           parts_.description.empty() ? "tokenizer"
+                                      : parts_.description.substr(0, parts_.description.find(':')),
+           "] expected added token ids in [0, ", max_added,
+           ") (the vocabulary size + 2^20), found ", token.id, " for '", token.content, "'");
     vocab_size_ = std::max<int64_t>(vocab_size_, token.id + 1);
     if (token.special) special_.insert(token.id);
   }

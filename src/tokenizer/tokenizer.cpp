@@ -2,10 +2,13 @@
 
 #include "reft/tokenizer.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "reft/error.h"
 #include "tokenizer/loading.h"
+#include "util/files.h"
 
 namespace reft {
 
@@ -13,8 +16,10 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir) {
   return load(dir, TokenizerOptions{});
 }
 
-std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir,
-                                           const TokenizerOptions& options) {
+namespace {
+
+std::unique_ptr<Tokenizer> load_checked(const std::filesystem::path& dir,
+                                        const TokenizerOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(dir))
     fail("[", dir.string(), "] expected a model folder with tokenizer files, found ",
@@ -25,11 +30,12 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir,
   // some repos ship a tiktoken text file under the same name, which the auto backend passes over
   // when tokenizer.json is there.
   const bool sp_is_protobuf = has_sp && [&] {
-    std::FILE* file = std::fopen((dir / "tokenizer.model").c_str(), "rb");
-    if (!file) return true;  // let the loader report it
-    const int first = std::fgetc(file);
-    std::fclose(file);
-    return first == 0x0A || first == EOF;  // an empty file is reported by the loader
+    // A FIFO or device is refused here, before a read could block.
+    const int fd = open_regular_file(dir / "tokenizer.model");
+    unsigned char first = 0;
+    const ssize_t n = ::read(fd, &first, 1);
+    ::close(fd);
+    return n <= 0 || first == 0x0A;  // an empty or unreadable file is reported by the loader
   }();
   const bool has_bpe_files = fs::exists(dir / "vocab.json") || fs::exists(dir / "merges.txt");
   const bool has_vocab_files = has_bpe_files || fs::exists(dir / "vocab.txt");
@@ -54,6 +60,19 @@ std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir,
   }
   fail("[", dir.string(), "] expected a known tokenizer backend, found ",
        static_cast<int>(options.backend));
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer> Tokenizer::load(const std::filesystem::path& dir,
+                                           const TokenizerOptions& options) {
+  try {
+    return load_checked(dir, options);
+  } catch (const nlohmann::json::exception& e) {
+    // A value of the wrong JSON type that a loader read without checking: still one clean line.
+    fail("[", dir.string(), "] expected tokenizer files with values of the documented types, ",
+         "found ", json_error_summary(e));
+  }
 }
 
 }  // namespace reft

@@ -145,7 +145,7 @@ TokenizerConfig read_tokenizer_config(const std::filesystem::path& dir) {
       fail("[", added_path.string(), "] expected an object {token: id}, found ", doc.type_name());
     config.files_read.push_back("added_tokens.json");
     for (const auto& [content, id] : doc.items()) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0)
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
         fail("[", added_path.string(), "] expected an id for \"", content, "\", found ", id.dump());
       AddedToken token;
       token.content = content;

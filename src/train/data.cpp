@@ -94,12 +94,7 @@ std::vector<Record> read_records(const fs::path& path) {
     return out;
   }
   if (ext == ".json") {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("[", name, "] expected JSON, found a syntax error at byte ", e.byte);
-    }
+    nlohmann::json j = parse_json_bounded(text, name);
     if (j.is_object() && j.contains("data")) j = j["data"];
     if (!j.is_array())
       fail("[", name, "] expected a JSON array of records (or {\"data\": [...]}), found ",
@@ -118,13 +113,7 @@ std::vector<Record> read_records(const fs::path& path) {
   while (std::getline(in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("[", name, ":", line_no,
-           "] expected one JSON object per line, found invalid JSON at column ", e.byte);
-    }
+    nlohmann::json j = parse_json_bounded(line, name + ":" + std::to_string(line_no));
     if (!j.is_object())
       fail("[", name, ":", line_no, "] expected a JSON object, found ", j.type_name());
     out.push_back({std::move(j), name + ":" + std::to_string(line_no)});

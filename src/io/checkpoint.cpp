@@ -1,5 +1,6 @@
 #include "reft/checkpoint.h"
 
+#include "io/paths.h"
 #include "reft/error.h"
 #include "util/files.h"
 
@@ -31,16 +32,17 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
   std::map<std::string, size_t> shard_index;
   for (const auto& [name, shard] : map->items()) {
     if (!shard.is_string())
-      fail("[", index.string(), "] weight_map.", name, ": expected a file name, found ",
-           shard.dump());
+      fail("[", index.string(), "] weight_map.", printable_name(name),
+           ": expected a file name, found ", shard.type_name());
     const std::string file = shard.get<std::string>();
-    if (file.find('/') != std::string::npos || file == "..")
-      fail("[", index.string(), "] weight_map.", name,
-           ": expected a file in the model folder, found '", file, "'");
     auto [it, inserted] = shard_index.emplace(file, ckpt.files_.size());
-    if (inserted) ckpt.files_.push_back(SafetensorsFile::open(dir / file));
+    if (inserted) {
+      const fs::path path = file_inside(
+          dir, file, index.string() + "] [weight_map." + printable_name(name), "a shard");
+      ckpt.files_.push_back(SafetensorsFile::open(path));
+    }
     if (!ckpt.files_[it->second]->contains(name))
-      fail("[", (dir / file).string(), "] expected tensor '", name, "' (listed in ",
+      fail("[", (dir / file).string(), "] expected tensor '", printable_name(name), "' (listed in ",
            index.filename().string(), "), found no such tensor");
     ckpt.where_[name] = it->second;
   }

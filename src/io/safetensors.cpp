@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "io/paths.h"
 #include "reft/error.h"
 #include "util/files.h"
 
@@ -61,10 +62,9 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
     std::map<std::string, std::string>* metadata) {
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail("[", where, "] expected a JSON header, found invalid JSON at byte ", e.byte,
-         "; the file is corrupt or not safetensors");
+    header = parse_json_bounded(json_text, where);
+  } catch (const Error& e) {
+    fail(e.what(), " (invalid JSON: the header is corrupt or this is not safetensors)");
   }
   if (!header.is_object())
     fail("[", where, "] expected the header to be a JSON object, found ", header.type_name());
@@ -76,16 +76,18 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
         fail("[", where, "] expected __metadata__ to be an object, found ", value.type_name());
       for (const auto& [k, v] : value.items()) {
         if (!v.is_string())
-          fail("[", where, "] expected __metadata__.", k, " to be a string, found ", v.type_name());
+          fail("[", where, "] expected __metadata__.", printable_name(k), " to be a string, found ",
+               v.type_name());
         if (metadata) (*metadata)[k] = v.get<std::string>();
       }
       continue;
     }
-    const std::string at = "[" + where + "] tensor '" + name + "': ";
+    const std::string at = "[" + where + "] tensor '" + printable_name(name) + "': ";
     if (!value.is_object()) fail(at, "expected an object, found ", value.type_name());
     for (const auto& [k, v] : value.items())
       if (k != "dtype" && k != "shape" && k != "data_offsets")
-        fail(at, "expected keys dtype, shape, data_offsets, found unknown key '", k, "'");
+        fail(at, "expected keys dtype, shape, data_offsets, found unknown key '", printable_name(k),
+             "'");
     SafetensorsEntry e;
     e.name = name;
     const auto dt = value.find("dtype");
@@ -93,7 +95,8 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
     e.dtype = dt->get<std::string>();
     const DtypeInfo* info = find_dtype(e.dtype);
     if (!info)
-      fail(at, "expected a safetensors dtype (F32, F16, BF16, I64, …), found '", e.dtype, "'");
+      fail(at, "expected a safetensors dtype (F32, F16, BF16, I64, …), found '",
+           printable_name(e.dtype), "'");
     const auto sh = value.find("shape");
     if (sh == value.end() || !sh->is_array()) fail(at, "expected an array 'shape'");
     for (const auto& d : *sh) {
@@ -127,8 +130,9 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
     const auto& prev = entries[i - 1];
     const auto& cur = entries[i];
     if (cur.begin < prev.end && cur.end > cur.begin && prev.end > prev.begin)
-      fail("[", where, "] tensors '", prev.name, "' [", prev.begin, ", ", prev.end, ") and '",
-           cur.name, "' [", cur.begin, ", ", cur.end, ") overlap; the header is corrupt");
+      fail("[", where, "] tensors '", printable_name(prev.name), "' [", prev.begin, ", ", prev.end,
+           ") and '", printable_name(cur.name), "' [", cur.begin, ", ", cur.end,
+           ") overlap; the header is corrupt");
   }
   return entries;
 }

@@ -1,7 +1,9 @@
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstring>
 
+#include "io/paths.h"
 #include "models/loading.h"
 #include "reft/error.h"
 #include "reft/model.h"
@@ -43,8 +45,11 @@ const nlohmann::json& ConfigReader::at(const std::string& key) const {
 
 void ConfigReader::bad(const std::string& key, const std::string& expected) const {
   auto it = json_.find(key);
-  fail("[", where_, "] field '", key, "': expected ", expected, ", found ",
-       it == json_.end() ? std::string("nothing") : it->dump());
+  std::string found = it == json_.end() ? std::string("nothing")
+                                         : it->dump(-1, ' ', false,
+                                                    nlohmann::json::error_handler_t::replace);
+  if (found.size() > 120) found = found.substr(0, 120) + "…";
+  fail("[", where_, "] field '", key, "': expected ", expected, ", found ", found);
 }
 
 bool ConfigReader::has(const std::string& key) const {
@@ -55,7 +60,10 @@ bool ConfigReader::has(const std::string& key) const {
 int64_t ConfigReader::integer(const std::string& key) const {
   const auto& v = at(key);
   if (v.is_number_integer()) return v.get<int64_t>();
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>())
+  // A float that is a whole number (HF configs sometimes hold 4096.0), inside int64's range: a
+  // cast of 1e300 would be undefined behaviour.
+  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+      std::fabs(v.get<double>()) < 9.0e18)
     return static_cast<int64_t>(v.get<double>());
   bad(key, "an integer");
 }
@@ -65,8 +73,12 @@ int64_t ConfigReader::integer_or(const std::string& key, int64_t fallback) const
 }
 
 int64_t ConfigReader::positive(const std::string& key) const {
+  // Sizes, counts and lengths: anything past 2^24 is no real model's (the largest vocabularies
+  // are ~2^18, hidden sizes ~2^14) and is refused before any tensor is sized from it.
+  constexpr int64_t kMaxSize = int64_t{1} << 24;
   const int64_t v = integer(key);
   if (v <= 0) bad(key, "a positive integer");
+  if (v > kMaxSize) bad(key, "a positive integer of at most " + std::to_string(kMaxSize));
   return v;
 }
 
@@ -313,7 +325,7 @@ std::unique_ptr<Model> load_model(const fs::path& dir, const LoadOptions& option
   if (archs == json.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
     fail("[", config_path.string(),
          "] field 'architectures': expected a list with the model class name, found ",
-         archs == json.end() ? "nothing" : archs->dump());
+         archs == json.end() ? std::string("nothing") : std::string(archs->type_name()));
   std::optional<ConfigReader> generation;
   const fs::path gen_path = dir / "generation_config.json";
   if (fs::exists(gen_path)) {
@@ -345,7 +357,7 @@ ArchitectureLoader architecture_loader(const ConfigReader& config) {
     std::string known;
     for (const auto& entry : architecture_registry())
       known += (known.empty() ? "" : ", ") + std::string(entry.name);
-    fail("[", config.where(), "] field 'architectures': expected one of ", known, ", found '", arch,
+    fail("[", config.where(), "] field 'architectures': expected one of ", known, ", found '", printable_name(arch),
          "'; this architecture is not supported");
   }
   return loader;

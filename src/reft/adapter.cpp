@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <set>
 
+#include "io/paths.h"
 #include "reft/error.h"
 #include "reft/safetensors.h"
 #include "util/files.h"
@@ -59,7 +60,7 @@ void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta&
 
 nlohmann::json read_adapter_config(const fs::path& dir) {
   if (!fs::is_directory(dir)) fail("[", dir.string(), "] adapter directory not found");
-  const fs::path path = dir / kConfigFile;
+  const fs::path path = file_inside(dir, kConfigFile, dir.string(), "the adapter's config");
   if (!fs::exists(path)) {
     if (fs::exists(dir / "config.json"))
       fail("[", dir.string(),
@@ -68,15 +69,38 @@ nlohmann::json read_adapter_config(const fs::path& dir) {
     fail("[", path.string(), "] file not found; not a reft adapter directory");
   }
   auto j = read_json_file(path);
-  if (!j.is_object() || j.value("format", "") != "reft-adapter")
+  if (!j.is_object() || !j.contains("format") || j["format"] != "reft-adapter")
     fail("[", path.string(), "] expected \"format\": \"reft-adapter\"");
-  if (j.value("version", 0) > kFormatVersion)
-    fail("[", path.string(), "] adapter format version ", j.value("version", 0),
+  const auto version = j.find("version");
+  if (version != j.end() && !version->is_number_integer())
+    fail("[", path.string(), "] field 'version': expected an integer, found ",
+         version->type_name());
+  if (version != j.end() && version->get<int64_t>() > kFormatVersion)
+    fail("[", path.string(), "] adapter format version ", version->get<int64_t>(),
          " is newer than this reft (", kFormatVersion, ")");
+  for (const char* key : {"base_model", "reft"})
+    if (!j.contains(key) || !j[key].is_object())
+      fail("[", path.string(), "] field '", key, "': expected an object, found ",
+           j.contains(key) ? j[key].type_name() : "nothing");
   return j;
 }
 
+namespace {
+LoadedAdapter load_adapter_checked(Model& base, const fs::path& dir, bool allow_base_mismatch);
+}  // namespace
+
 LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mismatch) {
+  try {
+    return load_adapter_checked(base, dir, allow_base_mismatch);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type that no check above named: one line naming the file.
+    fail("[", (dir / kConfigFile).string(), "] expected the fields of a reft adapter, found ",
+         json_error_summary(e));
+  }
+}
+
+namespace {
+LoadedAdapter load_adapter_checked(Model& base, const fs::path& dir, bool allow_base_mismatch) {
   const auto j = read_adapter_config(dir);
   const std::string where = (dir / kConfigFile).string();
   const auto& info = base.info();
@@ -87,8 +111,8 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   if (!same_shape ||
       (!allow_base_mismatch && !fp.empty() && !info.fingerprint.empty() && fp != info.fingerprint))
     fail("[", where, "] expected the base model this adapter was trained on (",
-         bm.value("architecture", "?"), ", hidden ", bm.value("hidden_size", -1), ", ",
-         bm.value("num_layers", -1), " layers, fingerprint ", fp, "), found ", info.architecture,
+         printable_name(bm.value("architecture", "?")), ", hidden ", bm.value("hidden_size", -1), ", ",
+         bm.value("num_layers", -1), " layers, fingerprint ", printable_name(fp), "), found ", info.architecture,
          ", hidden ", info.hidden_size, ", ", info.num_layers, " layers, fingerprint ",
          info.fingerprint, same_shape ? "; pass --allow-base-mismatch to load it anyway" : "");
   auto config = ReftConfig::from_json(j.at("reft"), where, info.num_layers);
@@ -97,7 +121,7 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   out.meta.task = j.value("task", "causal_lm");
   out.meta.template_name = j.value("template", "none");
   out.meta.extra = j.value("extra", nlohmann::json::object());
-  const fs::path tensor_path = dir / kTensorFile;
+  const fs::path tensor_path = file_inside(dir, kTensorFile, dir.string(), "the adapter's tensors");
   if (!fs::exists(tensor_path)) fail("[", tensor_path.string(), "] file not found");
   if (j.contains("tensors_checksum") && j["tensors_checksum"] != file_checksum(tensor_path))
     fail("[", tensor_path.string(), "] does not match ", kConfigFile,
@@ -115,5 +139,6 @@ LoadedAdapter load_adapter(Model& base, const fs::path& dir, bool allow_base_mis
   out.reft->load_state(mine, tensor_path.string());
   return out;
 }
+}  // namespace
 
 }  // namespace reft

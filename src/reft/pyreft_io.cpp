@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "io/paths.h"
 #include "reft/error.h"
 #include "reft/pyreft.h"
 #include "reft/pyreft_common.h"
@@ -209,9 +210,24 @@ bool is_pyreft_adapter(const fs::path& dir) {
   }
 }
 
+namespace {
+PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& options);
+}  // namespace
+
 PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& options) {
+  try {
+    return read_pyreft_checked(dir, options);
+  } catch (const nlohmann::json::exception& e) {
+    // A field of the wrong JSON type that no check named: one line naming the file.
+    fail("[", (dir / "config.json").string(), "] expected a pyvene IntervenableConfig, found ",
+         json_error_summary(e));
+  }
+}
+
+namespace {
+PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& options) {
   if (!fs::is_directory(dir)) fail("[", dir.string(), "] pyreft adapter directory not found");
-  const fs::path config_path = dir / "config.json";
+  const fs::path config_path = file_inside(dir, "config.json", dir.string(), "the pyreft config");
   if (!fs::exists(config_path))
     fail("[", config_path.string(),
          "] file not found; a pyreft directory holds config.json and intkey_*.bin");
@@ -304,6 +320,7 @@ PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& 
       fail("[", dir.string(), "] expected intkey_", out.keys[i], ".bin (",
            pyreft_class_name(types[i]), " at layer ", reps[i].layer, ", representations[", i,
            "]), found no such file");
+    file = file_inside(dir, file.filename().string(), dir.string(), "a pyreft intkey file");
     out.files[i] = file;
     out.states[i] = read_torch_state_dict(file);
     const auto [d, r] = dims_of(out.states[i]);
@@ -383,5 +400,6 @@ PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& 
   }
   return out;
 }
+}  // namespace
 
 }  // namespace reft

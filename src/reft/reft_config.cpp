@@ -79,14 +79,16 @@ InterventionOptions read_options(const nlohmann::json& j, const std::string& whe
   };
   const auto need = [&](bool ok, const char* key, const char* what) {
     if (!ok)
-      usage_fail("[", where, "] field '", key, "': expected ", what, ", found ", j.at(key).dump());
+      usage_fail("[", where, "] field '", key, "': expected ", what, ", found ",
+                 j.contains(key) ? j[key].type_name() : "another field's value");
   };
   if (auto v = get("intervention") ? get("intervention") : get("type")) {
     need(v->is_string(), v == get("type") ? "type" : "intervention", "an intervention type name");
     o.type = parse_intervention_type(v->get<std::string>());
   }
   if (auto v = get("low_rank_dimension") ? get("low_rank_dimension") : get("rank")) {
-    need(v->is_number_integer(), "low_rank_dimension", "an integer");
+    need(v->is_number_integer(), get("low_rank_dimension") ? "low_rank_dimension" : "rank",
+         "an integer");
     o.low_rank_dimension = v->get<int64_t>();
   }
   if (auto v = get("dropout")) {

@@ -90,9 +90,16 @@ void expect_checkpoint_complete(const fs::path& out) {
   EXPECT_TRUE(fs::exists(ckpt / "adapter" / "interventions.safetensors")) << ckpt;
 }
 
+// A seeded tiny LLaMA with its tokenizer (reft init-model), as a training needs both.
+void make_model(const fs::path& dir) {
+  auto r = test::reft_limited({"init-model", "--preset", "tiny", "--out", dir.string()},
+                              {.timeout_s = 120});
+  ASSERT_EQ(r.status, 0) << r.describe();
+}
+
 TEST(CrashSafety, SecondTrainingIntoTheSameFolderIsRefusedAndTheLockDiesWithItsProcess) {
   TempDir tmp;
-  test::write_tiny_model(tmp / "m");
+  make_model(tmp / "m");
   const fs::path out = tmp / "o";
   // A long first run, holding the folder.
   Child first = test::spawn_reft(train_args(tmp / "m", out, 100000), {.address_space = 0});
@@ -138,7 +145,7 @@ void expect_full_disk_keeps_previous(const fs::path& model, const fs::path& out,
 
 TEST(CrashSafety, FullDiskByFileSizeLimitFailsCleanlyAndKeepsThePreviousAdapter) {
   TempDir tmp;
-  test::write_tiny_model(tmp / "m");
+  make_model(tmp / "m");
   const fs::path out = tmp / "o";
   auto r = test::reft_limited(train_args(tmp / "m", out, 2), {.timeout_s = 120});
   ASSERT_EQ(r.status, 0) << r.describe();
@@ -149,7 +156,7 @@ TEST(CrashSafety, FullDiskByFileSizeLimitFailsCleanlyAndKeepsThePreviousAdapter)
 
 TEST(CrashSafety, FullDiskOnASmallTmpfsFailsCleanlyAndKeepsThePreviousAdapter) {
   TempDir tmp;
-  test::write_tiny_model(tmp / "m");
+  make_model(tmp / "m");
   const fs::path mnt = tmp / "tmpfs";
   fs::create_directories(mnt);
   if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=96k") != 0)
@@ -175,7 +182,7 @@ TEST(CrashSafety, FullDiskOnASmallTmpfsFailsCleanlyAndKeepsThePreviousAdapter) {
 
 TEST(CrashSafety, KillDashNineThenResumeGivesTheUninterruptedAdapter) {
   TempDir tmp;
-  test::write_tiny_model(tmp / "m");
+  make_model(tmp / "m");
   constexpr int kSteps = 24;
   auto ref = test::reft_limited(train_args(tmp / "m", tmp / "ref", kSteps), {.timeout_s = 300});
   ASSERT_EQ(ref.status, 0) << ref.describe();
@@ -209,7 +216,7 @@ TEST(CrashSafety, KillDuringRetrainingNeverLeavesAnUnloadableAdapterAfterResume)
   // (also during its final save). The checkpoint is always complete, and --resume always ends
   // with a loadable adapter equal to the uninterrupted one.
   TempDir tmp;
-  test::write_tiny_model(tmp / "m");
+  make_model(tmp / "m");
   constexpr int kSteps = 6;
   auto ref = test::reft_limited(train_args(tmp / "m", tmp / "ref", kSteps), {.timeout_s = 300});
   ASSERT_EQ(ref.status, 0) << ref.describe();

@@ -49,10 +49,23 @@ bool wait_for_lines(const Child& c, const fs::path& file, size_t n, double limit
 }
 
 std::vector<std::string> train_args(const fs::path& model, const fs::path& out, int steps) {
-  return {"train",  "--model", model.string(), "--output",     out.string(),
-          "--layers", "1",     "--rank",       "2",          "--max-steps",
-          std::to_string(steps), "--save-every", "1",        "--seed",
-          "7",      "--lr",    "0.01"};
+  return {"train",
+          "--model",
+          model.string(),
+          "--output",
+          out.string(),
+          "--layers",
+          "1",
+          "--rank",
+          "2",
+          "--max-steps",
+          std::to_string(steps),
+          "--save-every",
+          "1",
+          "--seed",
+          "7",
+          "--lr",
+          "0.01"};
 }
 
 std::map<std::string, torch::Tensor> adapter_tensors(const fs::path& dir) {
@@ -103,8 +116,7 @@ TEST(CrashSafety, SecondTrainingIntoTheSameFolderIsRefusedAndTheLockDiesWithItsP
   const fs::path out = tmp / "o";
   // A long first run, holding the folder.
   Child first = test::spawn_reft(train_args(tmp / "m", out, 100000), {.address_space = 0});
-  ASSERT_TRUE(wait_for_lines(first, out / "metrics.jsonl", 1))
-      << test::read_text(first.err_file);
+  ASSERT_TRUE(wait_for_lines(first, out / "metrics.jsonl", 1)) << test::read_text(first.err_file);
   auto second = test::reft_limited(train_args(tmp / "m", out, 2), {.timeout_s = 120});
   expect_one_line_error(second, "no other training writing this folder");
   // The first is still training, undisturbed.
@@ -125,7 +137,9 @@ void expect_full_disk_keeps_previous(const fs::path& model, const fs::path& out,
   const std::string config = test::read_text(out / "reft_config.json");
   const std::string tensors = test::read_text(out / "interventions.safetensors");
   auto args = train_args(model, out, 3);
-  args.insert(args.end(), {"--seed", "8"});  // a different adapter than the one there
+  const auto seed = std::find(args.begin(), args.end(), "--seed");
+  ASSERT_NE(seed, args.end());
+  seed[1] = "8";  // a different adapter than the one there
   auto r = test::reft_limited(args, limits);
   EXPECT_EQ(r.status, 1) << r.describe();
   EXPECT_EQ(r.signal, 0) << r.describe();

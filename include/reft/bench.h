@@ -53,7 +53,8 @@ struct TrainBenchOptions {
 
 struct TrainBenchResult {
   double step_s = 0, tokens_per_s = 0;
-  double gemm_gflops = 0, mfu = 0;
+  double gemm_gflops = 0;  // the higher of the ceilings measured before and after the steps
+  double mfu = 0;
   double forward_gflop = 0, backward_gflop = 0;  // per step, as counted (see train_step_flops)
   double loss = 0;
 };

@@ -29,8 +29,7 @@ std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int
 TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& o) {
   const auto& info = reft.base().info();
   TrainBenchResult r;
-  r.gemm_gflops =
-      measure_gemm_gflops(info.dtype == torch::kBFloat16 ? torch::kFloat32 : torch::kFloat32);
+  r.gemm_gflops = measure_gemm_gflops(torch::kFloat32);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   const int64_t B = o.batch_size, T = o.seq_len, prompt = std::max<int64_t>(1, T / 2);
   ReftBatch batch;
@@ -69,6 +68,10 @@ TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& o) {
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   reft.train(false);
+  // The ceiling again after the steps, and the higher of the two: a single measurement before
+  // the steps has come out 30% below the generate benchmark's on the same machine (110M model),
+  // which put the ratio above 100%; the cause was not found.
+  r.gemm_gflops = std::max(r.gemm_gflops, measure_gemm_gflops(torch::kFloat32));
   std::sort(times.begin(), times.end());
   r.step_s = times[times.size() / 2];
   r.tokens_per_s = B * T / r.step_s;

@@ -1,7 +1,14 @@
 // Malformed and unsupported tokenizer files are reft::Errors that name the file; random input
 // never crashes the tokenizers, and byte-level tokenizers round-trip it.
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "reft/error.h"
@@ -165,6 +172,98 @@ TEST(TokenizerErrors, MalformedSideFiles) {
   expect_error([&] { Tokenizer::load(gpt2.path()); }, {"'ab'"});
   write(gpt2 / "merges.txt", "#version: 0.2\na\n");
   expect_error([&] { Tokenizer::load(gpt2.path()); }, {"merges.txt", "line 2"});
+}
+
+// Ids, nesting and types that the campaign of issue 10 used to make the loaders allocate without
+// bound or recurse: each is one line naming the file.
+TEST(TokenizerErrors, IdsFromFilesAreBoundedBeforeAllocating) {
+  reft::test::TempDir gpt2;
+  write(gpt2 / "vocab.json", R"({"a":0,"b":1099511627776})");
+  write(gpt2 / "merges.txt", "#version: 0.2\n");
+  expect_error([&] { Tokenizer::load(gpt2.path()); },
+               {(gpt2 / "vocab.json").string(), "expected vocabulary ids", "1099511627776"});
+  // Below 2^31 but far beyond the entries: the id table would still be gigabytes.
+  write(gpt2 / "vocab.json", R"({"a":0,"b":2000000000})");
+  expect_error([&] { Tokenizer::load(gpt2.path()); },
+               {(gpt2 / "vocab.json").string(), "expected vocabulary ids below", "2000000000"});
+
+  reft::test::TempDir added;
+  write(added / "tokenizer.json", minimal_bpe().dump());
+  write(added / "added_tokens.json", R"({"x":4294967301})");
+  expect_error([&] { Tokenizer::load(added.path()); },
+               {(added / "added_tokens.json").string(), "4294967301"});
+}
+
+TEST(TokenizerErrors, DeepNestingAndWrongTypesAreOneLine) {
+  reft::test::TempDir dir;
+  json doc = minimal_bpe();
+  doc["normalizer"] = "x";
+  write(dir / "tokenizer.json", doc.dump());
+  expect_error([&] { Tokenizer::load(dir.path()); },
+               {(dir / "tokenizer.json").string(), "normalizer"});
+  // 300 levels under a key the loader keeps (and one it passes over): refused while reading,
+  // before anything walks the tree recursively.
+  for (const char* key : {"normalizer", "unknown"}) {
+    const std::string model = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, )";
+    write(dir / "tokenizer.json",
+          model + "\"" + key + "\": " + std::string(300, '[') + std::string(300, ']') + "}");
+    expect_error([&] { Tokenizer::load(dir.path()); },
+                 {(dir / "tokenizer.json").string(), "nested at most 256 levels"});
+  }
+}
+
+// Runs `f` in a child process and returns what it wrote, or "(timed out)" when it had not finished
+// after `seconds` (the child is then killed): a hang fails the test instead of blocking it.
+std::string run_with_deadline(const std::function<std::string()>& f, int seconds) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "(pipe failed)";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    const std::string out = f();
+    [[maybe_unused]] const ssize_t n = ::write(fds[1], out.data(), out.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string out;
+  pollfd p{fds[0], POLLIN, 0};
+  bool timed_out = false;
+  for (;;) {
+    if (::poll(&p, 1, seconds * 1000) <= 0) {
+      timed_out = true;
+      break;
+    }
+    char buffer[4096];
+    const ssize_t n = ::read(fds[0], buffer, sizeof buffer);
+    if (n <= 0) break;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  if (timed_out) ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  return timed_out ? "(timed out)" : out;
+}
+
+TEST(TokenizerErrors, FifoAsTokenizerModelIsRefusedWithoutBlocking) {
+  reft::test::TempDir dir;
+  const auto fifo = dir / "tokenizer.model";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  for (const auto backend : {TokenizerBackend::kAuto, TokenizerBackend::kSentencePiece}) {
+    const std::string message = run_with_deadline(
+        [&]() -> std::string {
+          try {
+            Tokenizer::load(dir.path(), {.backend = backend});
+            return "(no error)";
+          } catch (const reft::Error& e) {
+            return e.what();
+          }
+        },
+        60);
+    EXPECT_EQ(message.find(fifo.string()), 1u) << "[file] first: " << message;
+    EXPECT_NE(message.find("] expected a regular file, found a FIFO"), std::string::npos)
+        << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
 }
 
 TEST(TokenizerErrors, BadIdsAndBadText) {

@@ -356,5 +356,30 @@ TEST(Data, FormatsAndErrorsNameFileLineAndField) {
   }
 }
 
+// A JSONL line of 10,000 '[' (the campaign's deep-nesting data set): one line naming the file
+// and the line, refused while parsing instead of recursing.
+TEST(Data, DeeplyNestedJsonlLineIsOneLine) {
+  TempDir tmp;
+  std::ofstream(tmp / "deep.jsonl") << "{\"prompt\": \"a\", \"completion\": \"b\"}\n"
+                                    << std::string(10000, '[') << "\n";
+  try {
+    read_records(tmp / "deep.jsonl");
+    ADD_FAILURE() << "expected a nesting error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("deep.jsonl:2]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("nested at most 256 levels"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+  std::ofstream(tmp / "deep.json") << std::string(10000, '[');
+  try {
+    read_records(tmp / "deep.json");
+    ADD_FAILURE() << "expected a nesting error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested at most 256 levels"), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace reft

@@ -212,6 +212,25 @@ TEST(TokenizerErrors, DeepNestingAndWrongTypesAreOneLine) {
   }
 }
 
+// A pre-tokenizer regex from the file that backtracks catastrophically: an error after PCRE2's
+// match limit, not hours of work (the test would time out without the limit).
+TEST(TokenizerErrors, CatastrophicRegexStopsAtTheMatchLimit) {
+  reft::test::TempDir dir;
+  json doc = minimal_bpe();
+  doc["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(a+)+$"}}}, {"behavior", "Isolated"}};
+  write(dir / "tokenizer.json", doc.dump());
+  const auto tok = Tokenizer::load(dir.path());
+  EXPECT_EQ(tok->encode("ab"), (std::vector<int64_t>{2}));
+  expect_error([&] { tok->encode(std::string(40, 'a') + "b"); },
+               {(dir / "tokenizer.json").string(), "regex '(a+)+$' exceeded the match limit"});
+  // Too long a pattern is refused before compiling.
+  doc["pre_tokenizer"]["pattern"]["Regex"] = std::string(100000, 'a');
+  write(dir / "tokenizer.json", doc.dump());
+  expect_error([&] { Tokenizer::load(dir.path()); },
+               {(dir / "tokenizer.json").string(), "at most 65536 bytes"});
+}
+
 // Runs `f` in a child process and returns what it wrote, or "(timed out)" when it had not finished
 // after `seconds` (the child is then killed): a hang fails the test instead of blocking it.
 std::string run_with_deadline(const std::function<std::string()>& f, int seconds) {

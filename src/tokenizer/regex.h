@@ -16,12 +16,14 @@ using MatchRanges = std::vector<std::pair<size_t, size_t>>;
 
 class Regex {
  public:
-  /// Compiles `pattern`; throws reft::Error naming `where` and the PCRE2 message when it is
-  /// invalid.
+  /// Compiles `pattern` (at most 64 KiB); throws reft::Error naming `where` and the PCRE2 message
+  /// when it is invalid or too long.
   Regex(std::string_view pattern, std::string_view where);
 
   /// All non-overlapping matches in valid UTF-8 `text`, left to right (empty matches included,
-  /// the search then moves on by one character, as Perl and JavaScript do).
+  /// the search then moves on by one character, as Perl and JavaScript do). Each match attempt is
+  /// bounded in backtracking steps and memory: a pattern that backtracks catastrophically throws
+  /// reft::Error "[where] regex '…' exceeded the match limit …" instead of running for hours.
   MatchRanges find_all(std::string_view text) const;
 
   /// `text` with every match replaced by the literal `replacement`.
@@ -33,6 +35,7 @@ class Regex {
   struct Code;
   std::shared_ptr<const Code> code_;
   std::string pattern_;
+  std::string where_;
 };
 
 /// Byte ranges of the non-overlapping occurrences of `needle` in `text` (none for an empty needle).

@@ -37,6 +37,11 @@ struct LoadedAdapter {
 LoadedAdapter load_adapter(Model& base, const std::filesystem::path& dir,
                            bool allow_base_mismatch = false);
 
+/// Refuses (UsageError naming `where`) an adapter that cannot edit a generation: a classification
+/// adapter (a head, no LM loss) or one with interchange interventions (they need a source run).
+/// Causal-LM and steering adapters pass.
+void require_generation_adapter(const LoadedAdapter& adapter, const std::string& where);
+
 /// Reads only reft_config.json (for inspection).
 nlohmann::json read_adapter_config(const std::filesystem::path& dir);
 

@@ -50,6 +50,15 @@ std::vector<GenerationResult> generate(Model& model,
                                        const Tokenizer* tokenizer = nullptr,
                                        const TokenCallback& on_token = {});
 
+/// Checks the options generate() accepts (max_new_tokens >= 0, temperature >= 0, top_p in (0, 1],
+/// top_k >= 0, repetition_penalty > 0); throws UsageError naming the field otherwise.
+void check_generation_options(const GenerationOptions& options);
+
+/// HF's logits processors in HF's order (repetition penalty over `seen[b]`, temperature, top-k,
+/// top-p) on logits (B, V); what generate() samples from.
+torch::Tensor process_logits(torch::Tensor logits, const GenerationOptions& options,
+                             const std::vector<std::vector<int64_t>>& seen);
+
 /// Incremental detokenization for streaming: feed ids, get the newly printable text (complete
 /// UTF-8 only, decoded in context so SentencePiece spaces come out right).
 class TextStreamer {

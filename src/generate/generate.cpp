@@ -9,7 +9,6 @@
 #include "reft/tokenizer.h"
 
 namespace reft {
-namespace {
 
 // Applies HF's logits processors in HF's order: repetition penalty, temperature, top-k, top-p.
 torch::Tensor process_logits(torch::Tensor logits, const GenerationOptions& opt,
@@ -41,7 +40,16 @@ torch::Tensor process_logits(torch::Tensor logits, const GenerationOptions& opt,
   return logits;
 }
 
-}  // namespace
+void check_generation_options(const GenerationOptions& opt) {
+  if (opt.max_new_tokens < 0)
+    usage_fail("[--max-new-tokens] expected >= 0, found ", opt.max_new_tokens);
+  if (opt.temperature < 0) usage_fail("[--temperature] expected >= 0, found ", opt.temperature);
+  if (opt.top_p <= 0 || opt.top_p > 1)
+    usage_fail("[--top-p] expected a value in (0, 1], found ", opt.top_p);
+  if (opt.top_k < 0) usage_fail("[--top-k] expected >= 0, found ", opt.top_k);
+  if (opt.repetition_penalty <= 0)
+    usage_fail("[--repetition-penalty] expected > 0, found ", opt.repetition_penalty);
+}
 
 std::vector<GenerationResult> generate(Model& model,
                                        const std::vector<std::vector<int64_t>>& prompts,
@@ -51,14 +59,7 @@ std::vector<GenerationResult> generate(Model& model,
   if (!info.causal)
     usage_fail("[generate] ", info.architecture, " is not a decoder; it cannot generate");
   if (prompts.empty()) return {};
-  if (opt.max_new_tokens < 0)
-    usage_fail("[--max-new-tokens] expected >= 0, found ", opt.max_new_tokens);
-  if (opt.temperature < 0) usage_fail("[--temperature] expected >= 0, found ", opt.temperature);
-  if (opt.top_p <= 0 || opt.top_p > 1)
-    usage_fail("[--top-p] expected a value in (0, 1], found ", opt.top_p);
-  if (opt.top_k < 0) usage_fail("[--top-k] expected >= 0, found ", opt.top_k);
-  if (opt.repetition_penalty <= 0)
-    usage_fail("[--repetition-penalty] expected > 0, found ", opt.repetition_penalty);
+  check_generation_options(opt);
   if (!opt.stop_strings.empty() && !tokenizer)
     usage_fail("[generate] stop strings need a tokenizer");
   std::vector<int64_t> eos = opt.eos_token_ids;

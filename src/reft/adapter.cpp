@@ -141,4 +141,16 @@ LoadedAdapter load_adapter_checked(Model& base, const fs::path& dir, bool allow_
 }
 }  // namespace
 
+void require_generation_adapter(const LoadedAdapter& adapter, const std::string& where) {
+  // A steering adapter (reft steer) adds a stored vector: it edits one run like a causal-LM one.
+  if (adapter.meta.task != "causal_lm" && adapter.meta.task != "steering")
+    usage_fail("[", where, "] expected a causal-LM adapter, found a ", adapter.meta.task,
+               " adapter; use reft predict or reft eval with it");
+  for (const auto& iv : adapter.reft->interventions())
+    if (iv->needs_source())
+      usage_fail("[", where, "] expected interventions that edit without a source run, found ",
+                 intervention_type_name(iv->options().type),
+                 " (an interchange intervention, e.g. from reft das); use reft das to evaluate it");
+}
+
 }  // namespace reft

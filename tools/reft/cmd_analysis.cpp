@@ -445,7 +445,9 @@ int run_steer(const Args& args) {
                   {"pairs", pairs_path},
                   {"read_positions", s.positions},
                   {"pair_count", positive.size()},
-                  {"vector_norm", norm}};
+                  {"vector_norm", norm},
+                  // reft serve applies the vector to generated tokens too unless this is false.
+                  {"intervene_generated", !args.has("no-generated")}};
     save_adapter(*steer, *dir, meta);
     std::fprintf(stderr, "wrote %s (apply with: reft generate --adapter %s%s)\n", dir->c_str(),
                  dir->c_str(), args.has("no-generated") ? "" : " --intervene-generated");

@@ -58,20 +58,6 @@ std::string prompt_template(const Args& args, const std::optional<LoadedAdapter>
 
 // ---- generate ----
 
-// Generation edits one run: a classification adapter (a head, no LM loss) or an interchange
-// adapter (DAS: it needs a source run) cannot be applied, so say so before generating anything.
-void refuse_for_generation(const LoadedAdapter& adapter, const std::string& dir) {
-  // A steering adapter (reft steer) adds a stored vector: it edits one run like a causal-LM one.
-  if (adapter.meta.task != "causal_lm" && adapter.meta.task != "steering")
-    usage_fail("[--adapter] expected a causal-LM adapter, found a ", adapter.meta.task,
-               " adapter in ", dir, "; use reft predict or reft eval with it");
-  for (const auto& iv : adapter.reft->interventions())
-    if (iv->needs_source())
-      usage_fail("[--adapter] expected interventions that edit without a source run, found ",
-                 intervention_type_name(iv->options().type), " in ", dir,
-                 " (an interchange intervention, e.g. from reft das); use reft das to evaluate it");
-}
-
 int run_generate(const Args& args) {
   apply_runtime_flags(args);
   const std::string dir = args.get("model");
@@ -95,7 +81,7 @@ int run_generate(const Args& args) {
 
   auto model = load_model(dir, load_options(args));
   auto adapter = open_adapter(args, *model);
-  if (adapter) refuse_for_generation(*adapter, args.get("adapter"));
+  if (adapter) require_generation_adapter(*adapter, "--adapter " + args.get("adapter"));
   const std::string tmpl = prompt_template(args, adapter);
   const bool print_ids = args.has("print-ids");
   std::unique_ptr<Tokenizer> tokenizer;

@@ -14,6 +14,7 @@
 #include "reft/error.h"
 #include "reft/tokenizer.h"
 #include "test_util.h"
+#include "tokenizer/regex.h"
 #include "tokenizer/unicode.h"
 
 namespace {
@@ -224,6 +225,10 @@ TEST(TokenizerErrors, CatastrophicRegexStopsAtTheMatchLimit) {
   EXPECT_EQ(tok->encode("ab"), (std::vector<int64_t>{2}));
   expect_error([&] { tok->encode(std::string(40, 'a') + "b"); },
                {(dir / "tokenizer.json").string(), "regex '(a+)+$' exceeded the match limit"});
+  // A group repeated over megabytes needs a backtracking frame per repetition: bounded memory.
+  expect_error(
+      [] { reft::tok::Regex("(a|b)*[cd]", "test").find_all(std::string(size_t{4} << 20, 'a')); },
+      {"[test] regex '(a|b)*[cd]' exceeded the memory limit"});
   // Too long a pattern is refused before compiling.
   doc["pre_tokenizer"]["pattern"]["Regex"] = std::string(100000, 'a');
   write(dir / "tokenizer.json", doc.dump());

@@ -1,7 +1,8 @@
 #pragma once
 // What the file-based fuzz targets share: a scratch folder of their own (reft's loaders read model
 // folders, not bytes) and splitting one input into several files at NUL bytes (no JSON or text
-// file of a tokenizer folder contains a raw NUL, so a mutation rarely moves the split).
+// file of a tokenizer folder contains a raw NUL, so a mutation rarely moves the split) or, for
+// binary files, at a marker.
 
 #include <unistd.h>
 
@@ -44,6 +45,25 @@ inline std::vector<std::string_view> split_parts(const uint8_t* data, size_t siz
     if (nul == std::string_view::npos) break;
     out.push_back(rest.substr(0, nul));
     rest.remove_prefix(nul + 1);
+  }
+  out.push_back(rest);
+  return out;
+}
+
+/// Binary files (safetensors, torch.save archives) hold NULs: several of them in one input are
+/// separated by this marker instead.
+inline constexpr std::string_view kFileMarker("\0\0FILE\0\0", 8);
+
+/// The input cut at kFileMarker into at most `parts` pieces (the last one keeps any further
+/// markers).
+inline std::vector<std::string_view> split_files(const uint8_t* data, size_t size, size_t parts) {
+  std::string_view rest(reinterpret_cast<const char*>(data), size);
+  std::vector<std::string_view> out;
+  while (out.size() + 1 < parts) {
+    const size_t at = rest.find(kFileMarker);
+    if (at == std::string_view::npos) break;
+    out.push_back(rest.substr(0, at));
+    rest.remove_prefix(at + kFileMarker.size());
   }
   out.push_back(rest);
   return out;

@@ -15,15 +15,9 @@
 #include <utility>
 #include <vector>
 
-namespace reft {
+#include "reft/safetensors_layout.h"
 
-/// One tensor entry of a safetensors header.
-struct SafetensorsEntry {
-  std::string name;
-  std::string dtype;  // "F32", "BF16", "I64", …
-  std::vector<int64_t> shape;
-  uint64_t begin = 0, end = 0;  // byte offsets in the data section
-};
+namespace reft {
 
 /// A validated, memory-mapped safetensors file. Tensors are views of the mapping (zero-copy);
 /// the mapping stays alive as long as the file object or any tensor made from it.
@@ -63,12 +57,6 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   std::map<std::string, size_t> index_;
   std::map<std::string, std::string> metadata_;
 };
-
-/// Parses and validates a header (the JSON text) against a data section of `data_size` bytes.
-/// Exposed for tests and tools; `where` names the file in errors.
-std::vector<SafetensorsEntry> parse_safetensors_header(
-    const std::string& json_text, uint64_t data_size, const std::string& where,
-    std::map<std::string, std::string>* metadata);
 
 /// The safetensors dtype string of a torch dtype ("F32", "BF16", …); throws for unsupported.
 std::string safetensors_dtype(torch::Dtype dtype);

@@ -25,26 +25,13 @@ Checkpoint Checkpoint::open(const fs::path& dir) {
     fail("[", dir.string(),
          "] expected model.safetensors or model.safetensors.index.json, found neither");
   }
-  const auto json = read_json_file(index);
-  const auto map = json.find("weight_map");
-  if (!json.is_object() || map == json.end() || !map->is_object())
-    fail("[", index.string(), "] expected an object with a 'weight_map' object");
-  std::map<std::string, size_t> shard_index;
-  for (const auto& [name, shard] : map->items()) {
-    if (!shard.is_string())
-      fail("[", index.string(), "] weight_map.", printable_name(name),
-           ": expected a file name, found ", shard.type_name());
-    const std::string file = shard.get<std::string>();
-    auto [it, inserted] = shard_index.emplace(file, ckpt.files_.size());
-    if (inserted) {
-      const fs::path path = file_inside(
-          dir, file, index.string() + "] [weight_map." + printable_name(name), "a shard");
-      ckpt.files_.push_back(SafetensorsFile::open(path));
-    }
-    if (!ckpt.files_[it->second]->contains(name))
-      fail("[", (dir / file).string(), "] expected tensor '", printable_name(name), "' (listed in ",
-           index.filename().string(), "), found no such tensor");
-    ckpt.where_[name] = it->second;
+  const ShardIndex shards = read_shard_index(dir);
+  for (const auto& path : shards.shards) ckpt.files_.push_back(SafetensorsFile::open(path));
+  for (const auto& [name, i] : shards.shard_of) {
+    if (!ckpt.files_[i]->contains(name))
+      fail("[", ckpt.files_[i]->path().string(), "] expected tensor '", printable_name(name),
+           "' (listed in ", index.filename().string(), "), found no such tensor");
+    ckpt.where_[name] = i;
   }
   // Tensors in a shard but not in the index would be silently ignored by HF; treat them as part
   // of the checkpoint so that total loading reports them as unexpected.

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <ctime>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -83,5 +84,27 @@ nlohmann::ordered_json chat_context(
     const nlohmann::ordered_json& tokenizer_config, const nlohmann::ordered_json& messages,
     bool add_generation_prompt,
     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object());
+
+/// A model's chat template with the tokenizer_config.json it came from.
+struct ModelChatTemplate {
+  ChatTemplate chat_template;
+  nlohmann::ordered_json tokenizer_config;
+
+  /// Renders `messages` with chat_context(tokenizer_config, messages, add_generation_prompt,
+  /// extra).
+  std::string render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object(),
+                     const ChatRenderOptions& options = {}) const;
+};
+
+/// Loads the chat template of a model directory: DIR/tokenizer_config.json's `chat_template`
+/// (picked by `name`, see select_chat_template), or DIR/chat_template.jinja (where newer
+/// transformers versions save it) when the config has none. Nothing else of DIR is read.
+ModelChatTemplate load_chat_template(const std::filesystem::path& dir,
+                                     const std::string& name = "");
+
+/// Parses JSON keeping the order of object keys (which `tojson` shows), nesting at most 256
+/// levels; errors are one line "[where] expected JSON, …".
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where);
 
 }  // namespace reft

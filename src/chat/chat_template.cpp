@@ -11,6 +11,7 @@
 #include "chat/interpreter.h"
 #include "chat/lexer.h"
 #include "tokenizer/unicode.h"
+#include "util/files.h"
 
 namespace reft {
 
@@ -219,6 +220,7 @@ ChatTemplate ChatTemplate::parse(std::string source) {
 
 std::string ChatTemplate::render(const nlohmann::ordered_json& context,
                                  const ChatRenderOptions& options) const {
+  if (!program_) fail("[chat_template] expected a parsed template, found an empty ChatTemplate");
   if (!context.is_object())
     fail("[chat_template] expected the context to be a JSON object, found ", context.type_name());
   const std::time_t now = options.now ? *options.now : std::time(nullptr);
@@ -308,6 +310,54 @@ nlohmann::ordered_json chat_context(const nlohmann::ordered_json& config,
     for (const auto& [k, v] : extra.items())
       if (k != "tools" && k != "documents") context[k] = v;
   return context;
+}
+
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& where) {
+  constexpr int kMaxNesting = 256;
+  try {
+    return nlohmann::ordered_json::parse(text, [&](int depth, nlohmann::ordered_json::parse_event_t,
+                                                   nlohmann::ordered_json&) {
+      if (depth > kMaxNesting)
+        fail("[", where, "] expected JSON nested at most ", kMaxNesting, " levels, found deeper");
+      return true;
+    });
+  } catch (const nlohmann::json::exception& e) {
+    fail("[", where, "] expected JSON, found a syntax error: ", json_error_summary(e));
+  }
+}
+
+ModelChatTemplate load_chat_template(const std::filesystem::path& dir, const std::string& name) {
+  const auto config_path = dir / "tokenizer_config.json";
+  const auto jinja_path = dir / "chat_template.jinja";
+  ModelChatTemplate out;
+  const bool have_config = std::filesystem::exists(config_path);
+  if (have_config)
+    out.tokenizer_config = parse_ordered_json(read_file(config_path), config_path.string());
+  const bool config_has_template = have_config && out.tokenizer_config.is_object() &&
+                                   out.tokenizer_config.contains("chat_template") &&
+                                   !out.tokenizer_config["chat_template"].is_null();
+  if (!config_has_template && std::filesystem::exists(jinja_path)) {
+    if (!name.empty() && name != "default")
+      fail("[", jinja_path.string(), "] expected a chat template named '", name,
+           "', found a single unnamed template");
+    out.chat_template = ChatTemplate::parse(read_file(jinja_path));
+    if (!have_config) out.tokenizer_config = nlohmann::ordered_json::object();
+    return out;
+  }
+  if (!have_config)
+    fail("[", dir.string(),
+         "] expected tokenizer_config.json (or chat_template.jinja), found neither");
+  out.chat_template =
+      ChatTemplate::parse(select_chat_template(out.tokenizer_config, name, config_path.string()));
+  return out;
+}
+
+std::string ModelChatTemplate::render(const nlohmann::ordered_json& messages,
+                                      bool add_generation_prompt,
+                                      const nlohmann::ordered_json& extra,
+                                      const ChatRenderOptions& options) const {
+  return chat_template.render(
+      chat_context(tokenizer_config, messages, add_generation_prompt, extra), options);
 }
 
 }  // namespace reft

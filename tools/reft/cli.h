@@ -98,6 +98,7 @@ std::vector<Command> train_commands();
 std::vector<Command> convert_commands();
 std::vector<Command> eval_commands();
 std::vector<Command> analysis_commands();  // das, collect, steer (cmd_analysis.cpp)
+std::vector<Command> chat_commands();      // render-chat (cmd_chat.cpp)
 
 // Shared by train and bench train (cmd_train.cpp).
 std::vector<Flag> intervention_flags();

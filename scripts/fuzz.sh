@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 artifacts=${FUZZ_ARTIFACTS:-build-fuzz/artifacts}
 all_targets=(torch_archive_fuzzer tokenizer_json_fuzzer sentencepiece_fuzzer vocab_files_fuzzer
-             tokenizer_config_fuzzer data_fuzzer safetensors_fuzzer)
+             tokenizer_config_fuzzer data_fuzzer safetensors_fuzzer chat_template_fuzzer)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all_targets[@]}")
 
@@ -22,7 +22,7 @@ max_len() {
   case "$1" in
     tokenizer_json_fuzzer) echo 20000 ;;
     sentencepiece_fuzzer | tokenizer_config_fuzzer) echo 12000 ;;
-    safetensors_fuzzer) echo 8192 ;;
+    safetensors_fuzzer | chat_template_fuzzer) echo 8192 ;;
     *) echo 4096 ;;
   esac
 }

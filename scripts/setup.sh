@@ -16,6 +16,15 @@ packages=(
   clang libclang-rt-dev # libFuzzer targets of fuzz/ (scripts/fuzz.sh)
 )
 
+# The reference renderer of chat templates (@huggingface/jinja, one package, pinned in
+# tools/jinja-ref/package-lock.json): optional. With it chat_template_test also re-checks reft
+# against the live reference; without it (no npm, no network) the test uses the recorded results.
+jinja_ref="$(dirname "$0")/../tools/jinja-ref"
+if command -v npm >/dev/null 2>&1 && [ ! -d "$jinja_ref/node_modules/@huggingface/jinja" ]; then
+  (cd "$jinja_ref" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
+    echo "setup: note: npm ci in tools/jinja-ref failed; the live chat-template check is skipped" >&2
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,9 @@
 // Chat templates against the reference renderer (@huggingface/jinja): every collected real
 // template (tests/data/chat_templates/templates/) with every message set, byte for byte, including
 // the message of raise_exception; plus the bounds, errors and context rules of the renderer.
-// When node and tools/jinja-ref/node_modules are present, the same cases are also rendered live
-// by the reference with the contexts reft builds.
+// The reference's own feature tests (tests/data/chat_templates/features.json) likewise. When node
+// and tools/jinja-ref/node_modules are present, the template cases are also rendered live by the
+// reference with the contexts reft builds.
 
 #include <gtest/gtest.h>
 
@@ -148,6 +149,26 @@ TEST(ChatTemplateReference, EveryTemplateAndMessageSetMatchesTheRecordedReferenc
   std::printf("chat templates: %zu of %zu cases equal the reference (%s), %zu of them errors\n",
               matched, cases.size(), expected["reference"].get<std::string>().c_str(), raised);
   EXPECT_GT(cases.size(), 1000u);
+}
+
+// The reference's own feature tests (operators, filters, slicing, macros, scoping, ...), each a
+// template with a plain-JSON context, against the recorded results.
+TEST(ChatTemplateReference, FeatureTestsOfTheReference) {
+  const auto expected = read_json(kData / "expected.json");
+  const auto features = read_json(kData / "features.json")["cases"];
+  ASSERT_EQ(features.size(), expected["features"].size()) << "regenerate expected.json";
+  size_t matched = 0;
+  for (size_t i = 0; i < features.size(); ++i) {
+    const auto& f = features[i];
+    ASSERT_EQ(f["name"], expected["features"][i]["name"]);
+    const Case c{f["name"].get<std::string>(), f["template"].get<std::string>(), f["context"]};
+    const std::string diff =
+        compare(run_case(c, expected["now"].get<std::time_t>()), expected["features"][i]);
+    EXPECT_EQ(diff, "") << c.id << ": " << c.source;
+    matched += diff.empty();
+  }
+  std::printf("reference feature tests: %zu of %zu equal\n", matched, features.size());
+  EXPECT_GT(features.size(), 100u);
 }
 
 TEST(ChatTemplateReference, LiveReferenceAgreesWithReftContexts) {

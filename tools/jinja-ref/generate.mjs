@@ -1,7 +1,8 @@
 // Writes tests/data/chat_templates/expected.json: every template of
 // tests/data/chat_templates/templates/ (tokenizer_config.json-like files) rendered by the reference
 // with every message set of message_sets.json and its own example, the way
-// tests/chat_template_test.cpp renders them with reft. Run after changing the data:
+// tests/chat_template_test.cpp renders them with reft, and the feature cases of features.json
+// (the reference's own tests). Run after changing the data:
 //   (cd tools/jinja-ref && npm ci && node generate.mjs)
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { renderCase, withFixedClock } from "./render.mjs";
@@ -75,11 +76,21 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     cases.map((c) => ({ template: c.template, set: c.set, ...renderCase(c.source, c.context) })),
   );
   // One case a line, so that a change of the reference shows as a readable diff.
+  // The reference's own feature tests (features.json): one template and context each.
+  const features = JSON.parse(readFileSync(new URL("features.json", DATA), "utf8")).cases;
+  const featureResults = withFixedClock(NOW, () =>
+    features.map((c) => ({ name: c.name, ...renderCase(c.template, c.context) })),
+  );
   const text =
     `{"reference": ${JSON.stringify(`@huggingface/jinja ${version}`)}, "now": ${NOW}, "cases": [\n` +
     results.map((r) => JSON.stringify(r)).join(",\n") +
+    "\n], \"features\": [\n" +
+    featureResults.map((r) => JSON.stringify(r)).join(",\n") +
     "\n]}\n";
   writeFileSync(new URL("expected.json", DATA), text);
   const errors = results.filter((r) => "error" in r).length;
-  console.log(`${results.length} cases (${errors} raise or fail) -> tests/data/chat_templates/expected.json`);
+  console.log(
+    `${results.length} cases (${errors} raise or fail) and ${features.length} feature cases -> ` +
+      "tests/data/chat_templates/expected.json",
+  );
 }

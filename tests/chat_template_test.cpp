@@ -107,7 +107,19 @@ std::string without_location(const std::string& message) {
   return end == std::string::npos ? message : message.substr(end + 2);
 }
 
-// Compares one case with the reference's result; "" when they agree.
+// Jinja filters the reference lacks and reft implements (docs/chat_templates.md): where a template
+// uses one, the reference fails and reft renders what Python's Jinja (transformers) renders.
+bool is_superset_filter(const std::string& reference_error) {
+  for (const char* f : {"d", "count", "e", "escape", "select", "reject"})
+    for (const char* type :
+         {"ArrayValue", "StringValue", "ObjectValue", "NumericValue", "BooleanValue"})
+      if (reference_error == reft::str("Unknown ", type, " filter: ", f)) return true;
+  return reference_error ==
+         "`map` expressions without `attribute` set are not currently supported.";
+}
+const std::string kSuperset = "(reft renders a Jinja filter the reference lacks)";
+
+// Compares one case with the reference's result; "" when they agree, kSuperset for the above.
 std::string compare(const Outcome& ours, const ordered_json& expected) {
   if (expected.contains("output")) {
     if (!ours.ok) return "reference rendered, reft failed: " + ours.text;
@@ -120,6 +132,7 @@ std::string compare(const Outcome& ours, const ordered_json& expected) {
                      ours.text.substr(at > 20 ? at - 20 : 0, 80), "\"");
   }
   const std::string want = expected["error"].get<std::string>();
+  if (ours.ok && is_superset_filter(want)) return kSuperset;
   if (ours.ok) return "reference failed (" + want + "), reft rendered";
   if (without_location(ours.text) != want)
     return "errors differ: reference \"" + want + "\", reft \"" + ours.text + "\"";
@@ -135,20 +148,27 @@ TEST(ChatTemplateReference, EveryTemplateAndMessageSetMatchesTheRecordedReferenc
       << "tests/data/chat_templates changed: regenerate expected.json "
          "(tools/jinja-ref/generate.mjs)";
   const std::time_t now = expected["now"].get<std::time_t>();
-  size_t matched = 0, raised = 0;
+  size_t matched = 0, raised = 0, superset = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& want = expected["cases"][i];
     ASSERT_EQ(cases[i].id,
               want["template"].get<std::string>() + "/" + want["set"].get<std::string>());
     const Outcome ours = run_case(cases[i], now);
     const std::string diff = compare(ours, want);
+    if (diff == kSuperset) {
+      ++superset;
+      continue;
+    }
     EXPECT_EQ(diff, "") << cases[i].id;
     matched += diff.empty();
     raised += !ours.ok;
   }
-  std::printf("chat templates: %zu of %zu cases equal the reference (%s), %zu of them errors\n",
-              matched, cases.size(), expected["reference"].get<std::string>().c_str(), raised);
-  EXPECT_GT(cases.size(), 1000u);
+  std::printf(
+      "chat templates: %zu of %zu cases equal the reference (%s), %zu of them errors; %zu where "
+      "the reference lacks a Jinja filter the template uses and reft renders\n",
+      matched, cases.size(), expected["reference"].get<std::string>().c_str(), raised, superset);
+  EXPECT_LE(superset, 10u);  // only the few templates that use such filters
+  EXPECT_GT(cases.size(), 2000u);
 }
 
 // The reference's own feature tests (operators, filters, slicing, macros, scoping, ...), each a
@@ -164,7 +184,7 @@ TEST(ChatTemplateReference, FeatureTestsOfTheReference) {
     const Case c{f["name"].get<std::string>(), f["template"].get<std::string>(), f["context"]};
     const std::string diff =
         compare(run_case(c, expected["now"].get<std::time_t>()), expected["features"][i]);
-    EXPECT_EQ(diff, "") << c.id << ": " << c.source;
+    EXPECT_EQ(diff, "") << c.id << ": " << c.source;  // no superset case here
     matched += diff.empty();
   }
   std::printf("reference feature tests: %zu of %zu equal\n", matched, features.size());
@@ -188,13 +208,18 @@ TEST(ChatTemplateReference, LiveReferenceAgreesWithReftContexts) {
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto results = read_json(tmp / "out.json");
   ASSERT_EQ(results.size(), cases.size());
-  size_t matched = 0;
+  size_t matched = 0, superset = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string diff = compare(run_case(cases[i], now), results[i]);
+    if (diff == kSuperset) {
+      ++superset;
+      continue;
+    }
     EXPECT_EQ(diff, "") << cases[i].id;
     matched += diff.empty();
   }
-  std::printf("chat templates (live reference): %zu of %zu cases equal\n", matched, cases.size());
+  std::printf("chat templates (live reference): %zu of %zu cases equal, %zu superset\n", matched,
+              cases.size(), superset);
 }
 
 TEST(ChatTemplate, WhitespaceControlAsTransformers) {

@@ -65,6 +65,31 @@ std::string filesystem_message(const std::filesystem::filesystem_error& e) {
 // The first line of a message (torch errors carry backtraces after it).
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
 
+// `s` with control characters escaped (\n, \r, \t, \xNN), so that an error always prints as one
+// line even when it quotes a file name or a key taken from the input.
+std::string one_line(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c < 0x20 || c == 0x7f) {
+      const char* hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,7 +121,7 @@ int main(int argc, char** argv) {
     }
     if (std::find(group.begin(), group.end(), argv[2]) == group.end()) {
       const std::string near = reft::cli::closest_match(argv[2], group);
-      std::cerr << "reft: error: unknown command '" << name << " " << argv[2] << "'"
+      std::cerr << "reft: error: unknown command '" << one_line(name + " " + argv[2]) << "'"
                 << (near.empty() ? "" : "; did you mean '" + name + " " + near + "'?")
                 << " (run 'reft " << name << " --help' for its commands)\n";
       return 2;
@@ -111,8 +136,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> names;
     for (const auto& c : commands) names.push_back(c.name.substr(0, c.name.find(' ')));
     const std::string near = reft::cli::closest_match(name, names);
-    std::cerr << "reft: error: unknown command '" << name << "'"
-              << (near.empty() ? "" : "; did you mean '" + near + "'?")
+    std::cerr << "reft: error: unknown command '" << one_line(name) << "'"
+              << (near.empty() ? "" : "; did you mean '" + one_line(near) + "'?")
               << " (run 'reft --help' for the list of commands)\n";
     return 2;
   }
@@ -131,22 +156,23 @@ int main(int argc, char** argv) {
     }
     return command->run(args);
   } catch (const reft::UsageError& e) {
-    std::cerr << "reft: error: " << reft::cli::fields_as_flags(e.what()) << "\n";
+    std::cerr << "reft: error: " << one_line(reft::cli::fields_as_flags(e.what())) << "\n";
     return 2;
   } catch (const reft::Error& e) {
-    std::cerr << "reft: error: " << reft::cli::fields_as_flags(e.what()) << "\n";
+    std::cerr << "reft: error: " << one_line(reft::cli::fields_as_flags(e.what())) << "\n";
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
-    std::cerr << "reft: error: " << filesystem_message(e) << "\n";
+    std::cerr << "reft: error: " << one_line(filesystem_message(e)) << "\n";
     return 1;
   } catch (const c10::Error& e) {
-    std::cerr << "reft: error: [torch] " << first_line(e.what_without_backtrace()) << "\n";
+    std::cerr << "reft: error: [torch] " << one_line(first_line(e.what_without_backtrace()))
+              << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
     std::cerr << "reft: error: out of memory\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "reft: error: " << first_line(e.what()) << "\n";
+    std::cerr << "reft: error: " << one_line(first_line(e.what())) << "\n";
     return 1;
   }
 }

@@ -1,0 +1,652 @@
+// Mutation campaign over every input the CLI reads. Seeded mutants (bit flips, byte replacement,
+// truncation, huge and non-finite numbers, JSON type confusion, deep nesting, duplicated keys,
+// very long strings) of small self-made inputs, and special files (a FIFO, /dev/zero, a folder) in
+// place of each file, are run through the real `reft` under a wall-time and an address-space limit.
+// Every run must end by itself, by exit 0 (the mutant happened to be valid), 1 or 2, and a failure
+// must be exactly one line "reft: error: …" that is not a raw library message or "out of memory"
+// (sizes taken from a file must be checked before allocating).
+//
+// Every assertion names the kind and the seed: MUTATION_KIND=<kind> MUTATION_SEED=<seed> reruns
+// just that mutant; MUTANTS_PER_KIND=<n> runs a larger campaign.
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "cli_util.h"
+#include "test_util.h"
+
+namespace reft {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using test::LimitedRun;
+
+std::string read_bytes(const fs::path& p) { return test::read_text(p); }
+
+void write_bytes(const fs::path& p, const std::string& bytes) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+size_t env_or(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::stoul(v) : fallback;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mutations
+
+enum class Format { kJson, kJsonLines, kText, kBinary, kSafetensors, kTorchZip };
+
+class Mutator {
+ public:
+  explicit Mutator(uint32_t seed) : rng_(seed) {}
+
+  size_t pick(size_t n) { return n ? std::uniform_int_distribution<size_t>(0, n - 1)(rng_) : 0; }
+  template <class T>
+  const T& one_of(const std::vector<T>& v) {
+    return v[pick(v.size())];
+  }
+  const std::string& what() const { return what_; }
+
+  // Mutates `bytes` (a file of `format`) with the mutation numbered `op` (cycled per seed).
+  std::string mutate(const std::string& bytes, Format format, size_t op) {
+    switch (format) {
+      case Format::kJson:
+        return op % 7 < 5 ? mutate_json_text(bytes, op) : mutate_raw(bytes, op);
+      case Format::kJsonLines:
+        return mutate_json_line(bytes, op);
+      case Format::kText:
+        return mutate_raw(bytes, op % 5);
+      case Format::kBinary:
+        return mutate_raw(bytes, op % 5);
+      case Format::kSafetensors:
+        return mutate_safetensors(bytes, op);
+      case Format::kTorchZip:
+        return mutate_torch_zip(bytes, op);
+    }
+    return bytes;
+  }
+
+ private:
+  // Byte-level: 0 bit flips, 1 special bytes, 2 truncation, 3 a huge number, 4 a very long line.
+  std::string mutate_raw(std::string b, size_t op) {
+    if (b.empty()) b = " ";
+    switch (op % 5) {
+      case 0: {
+        const size_t n = 1 + pick(8);
+        for (size_t i = 0; i < n; ++i) b[pick(b.size())] ^= static_cast<char>(1 << pick(8));
+        what_ = std::to_string(n) + " bit flips";
+        break;
+      }
+      case 1: {
+        const size_t n = 1 + pick(4);
+        for (size_t i = 0; i < n; ++i) b[pick(b.size())] = one_of<char>({'\0', '\xff', '\n', '"'});
+        what_ = std::to_string(n) + " bytes replaced by 0x00/0xff/newline/quote";
+        break;
+      }
+      case 2: {
+        const size_t at = pick(b.size());
+        b.resize(at);
+        what_ = "truncated at " + std::to_string(at);
+        break;
+      }
+      case 3: {
+        const std::string n = one_of<std::string>({"4294967301", "18446744073709551616", "-1",
+                                                   "1e18", std::string(8, '\xff') + "\x7f",
+                                                   std::string(10, '\xff') + "\x01"});
+        b.insert(pick(b.size()), n);
+        what_ = "huge number inserted";
+        break;
+      }
+      default: {
+        b.insert(pick(b.size()), std::string(size_t{1} << (20 + pick(3)), 'a'));
+        what_ = "very long line inserted";
+      }
+    }
+    return b;
+  }
+
+  // Every node's JSON pointer (at most a few thousand; the inputs are small).
+  static void collect(const json& j, const json::json_pointer& at,
+                      std::vector<json::json_pointer>& out) {
+    out.push_back(at);
+    if (j.is_object())
+      for (const auto& [k, v] : j.items()) collect(v, at / k, out);
+    else if (j.is_array())
+      for (size_t i = 0; i < j.size(); ++i) collect(j[i], at / i, out);
+  }
+
+  json::json_pointer pick_node(const json& doc, const std::function<bool(const json&)>& prefer) {
+    std::vector<json::json_pointer> all, preferred;
+    collect(doc, json::json_pointer(), all);
+    for (const auto& p : all)
+      if (prefer(doc.at(p))) preferred.push_back(p);
+    return preferred.empty() ? all[pick(all.size())] : preferred[pick(preferred.size())];
+  }
+
+  // `doc` with the node at `at` replaced by raw (possibly invalid) JSON text.
+  static std::string splice(json doc, const json::json_pointer& at, const std::string& raw) {
+    const std::string marker = "\x01mutation\x01";
+    doc[at] = marker;
+    std::string text = doc.dump(1);
+    const std::string quoted = json(marker).dump();
+    text.replace(text.find(quoted), quoted.size(), raw);
+    return text;
+  }
+
+  // JSON-level: 0 huge or non-finite number, 1 type confusion, 2 deep nesting, 3 duplicated key,
+  // 4 very long string; any other op (or text that does not parse) goes to mutate_raw.
+  std::string mutate_json_text(const std::string& text, size_t op) {
+    json doc;
+    try {
+      doc = json::parse(text);
+    } catch (const json::exception&) {
+      return mutate_raw(text, op);
+    }
+    switch (op % 7) {
+      case 0: {
+        const auto at = pick_node(doc, [](const json& j) { return j.is_number(); });
+        const std::string raw = one_of<std::string>(
+            {"1e18", "4294967301", "-1", "NaN", "Infinity", "-Infinity", "1e999",
+             "18446744073709551616", "-9223372036854775809", "2147483648", "0.5", "-0", "1e-999"});
+        what_ = "number " + at.to_string() + " = " + raw;
+        return splice(doc, at, raw);
+      }
+      case 1: {
+        const auto at = pick_node(doc, [](const json& j) { return !j.is_structured(); });
+        const std::string raw = one_of<std::string>(
+            {"\"x\"", "7", "[]", "{}", "null", "true", "[[1,2]]", "-2.5", "{\"a\":1}", "\"\""});
+        what_ = "type confusion " + at.to_string() + " = " + raw;
+        return splice(doc, at, raw);
+      }
+      case 2: {
+        const auto at = pick_node(doc, [](const json&) { return true; });
+        const size_t depth = size_t{1000} << pick(8);
+        std::string raw;
+        if (pick(2)) {
+          raw = std::string(depth, '[') + "1" + std::string(depth, ']');
+        } else {
+          for (size_t i = 0; i < depth; ++i) raw += "{\"a\":";
+          raw += "1" + std::string(depth, '}');
+        }
+        what_ = "nesting " + std::to_string(depth) + " deep at " + at.to_string();
+        return splice(doc, at, raw);
+      }
+      case 3: {
+        const auto at = pick_node(doc, [](const json& j) { return j.is_object() && !j.empty(); });
+        const json& obj = doc[at];
+        if (!obj.is_object() || obj.empty()) return mutate_raw(text, 1);
+        auto it = obj.begin();
+        std::advance(it, pick(obj.size()));
+        const std::string value =
+            one_of<std::string>({"null", "[]", "\"dup\"", "-1", "4294967301", "{}"});
+        std::string raw = obj.dump();
+        raw.pop_back();
+        raw += "," + json(it.key()).dump() + ":" + value + "}";
+        what_ = "duplicated key " + (at / it.key()).to_string() + " = " + value;
+        return splice(doc, at, raw);
+      }
+      default: {
+        const auto at = pick_node(doc, [](const json& j) { return j.is_string(); });
+        const size_t n = size_t{1} << (16 + pick(7));
+        what_ = "string of " + std::to_string(n) + " bytes at " + at.to_string();
+        return splice(doc, at, json(std::string(n, pick(2) ? 'x' : ' ')).dump());
+      }
+    }
+  }
+
+  // One line of a JSON Lines file mutated as JSON (or as bytes).
+  std::string mutate_json_line(const std::string& text, size_t op) {
+    std::vector<std::string> lines;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      lines.push_back(text.substr(pos, end - pos));
+      pos = end + 1;
+    }
+    if (op % 7 >= 5 || lines.empty()) return mutate_raw(text, op);
+    const size_t i = pick(lines.size());
+    std::string line = mutate_json_text(lines[i], op);
+    std::replace(line.begin(), line.end(), '\n', ' ');  // dump(1) is multi-line
+    lines[i] = line;
+    what_ = "line " + std::to_string(i + 1) + ": " + what_;
+    std::string out;
+    for (const auto& l : lines) out += l + "\n";
+    return out;
+  }
+
+  // The header as JSON (its length prefix rewritten), the length prefix itself, or raw bytes.
+  std::string mutate_safetensors(const std::string& b, size_t op) {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0 && b.size() >= 8; --i) n = (n << 8) | static_cast<unsigned char>(b[i]);
+    if (b.size() < 8 || n > b.size() - 8) return mutate_raw(b, op);
+    const std::string header = b.substr(8, n), data = b.substr(8 + n);
+    auto with_header = [&](uint64_t len, const std::string& h) {
+      std::string out(8, '\0');
+      for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
+      return out + h + data;
+    };
+    switch (op % 8) {
+      case 5: {
+        const uint64_t len = one_of<uint64_t>(
+            {0, n + 1, b.size(), uint64_t{1} << 63, ~uint64_t{0}, uint64_t{1} << 32, n - 1});
+        what_ = "header length " + std::to_string(len);
+        return with_header(len, header);
+      }
+      case 6:
+        return mutate_raw(b, pick(3));
+      case 7:
+        return mutate_raw(b, 2);
+      default: {
+        const std::string h = mutate_json_text(header, op % 5);
+        what_ = "header: " + what_;
+        return with_header(h.size(), h);
+      }
+    }
+  }
+
+  // A torch.save zip: raw bytes of the archive, or bytes of its pickle with the entry's CRC-32
+  // cleared (the reader checks a non-zero one), so that the unpickler sees the mutation.
+  std::string mutate_torch_zip(std::string b, size_t op) {
+    if (op % 3 == 2) return mutate_raw(b, op);
+    auto u16 = [&](size_t at) {
+      return static_cast<size_t>(static_cast<unsigned char>(b[at]) |
+                                 static_cast<unsigned char>(b[at + 1]) << 8);
+    };
+    auto u32 = [&](size_t at) { return u16(at) | u16(at + 2) << 16; };
+    for (size_t cd = b.find("PK\x01\x02"); cd != std::string::npos && cd + 46 <= b.size();
+         cd = b.find("PK\x01\x02", cd + 4)) {
+      const size_t name_len = u16(cd + 28);
+      const std::string name = b.substr(cd + 46, name_len);
+      if (name.size() < 8 || name.compare(name.size() - 8, 8, "data.pkl") != 0) continue;
+      const size_t size = u32(cd + 20), local = u32(cd + 42);
+      if (local + 30 > b.size() || u16(cd + 10) != 0) break;  // stored entries only
+      const size_t begin = local + 30 + u16(local + 26) + u16(local + 28);
+      if (begin + size > b.size() || size == 0) break;
+      for (size_t i = 0; i < 4; ++i) b[cd + 16 + i] = b[local + 14 + i] = 0;
+      std::string pkl = b.substr(begin, size);
+      pkl = mutate_raw(pkl, op % 3 == 0 ? pick(2) : 3);
+      pkl.resize(size, '.');  // the same length keeps the archive's offsets valid
+      b.replace(begin, size, pkl);
+      what_ = "data.pkl: " + what_;
+      return b;
+    }
+    return mutate_raw(b, op);
+  }
+
+  std::mt19937 rng_;
+  std::string what_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The inputs: small valid bases, one kind per file the CLI reads.
+
+struct Kind {
+  std::string name;
+  std::string base;  // folder under the campaign's root holding the valid input
+  std::string file;  // the file mutated, relative to the copied base folder
+  Format format;
+  // The command line run on the mutated copy `dir` of the base folder.
+  std::function<std::vector<std::string>(const fs::path& dir)> args;
+  bool train = false;  // reft train prints its configuration on stderr before an error
+};
+
+class MutationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new test::TempDir();
+    const fs::path r = root_->path();
+    auto ok = [](const std::vector<std::string>& args) {
+      const auto run = test::reft_limited(args, {.timeout_s = 120});
+      if (run.status != 0) ADD_FAILURE() << "setup failed: " << run.describe();
+    };
+    ok({"init-model", "--preset", "tiny", "--output", (r / "model").string()});
+    ok({"train", "--model", (r / "model").string(), "--output", (r / "trained").string(),
+        "--max-steps", "1", "--layers", "1", "--rank", "2", "--threads", "1"});
+    fs::create_directories(r / "adapter");
+    for (const char* f : {"reft_config.json", "interventions.safetensors"})
+      fs::copy_file(r / "trained" / f, r / "adapter" / f);
+    ok({"convert", "--to", "pyreft", (r / "adapter").string(), "--output",
+        (r / "pyreft").string()});
+
+    // One shard and its index.
+    fs::create_directories(r / "sharded");
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
+      fs::copy_file(r / "model" / f, r / "sharded" / f);
+    const std::string shard = "model-00001-of-00001.safetensors";
+    const std::string st = read_bytes(r / "model" / "model.safetensors");
+    write_bytes(r / "sharded" / shard, st);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(st[i]);
+    json index = {{"metadata", {{"total_size", st.size() - 8 - n}}},
+                  {"weight_map", json::object()}};
+    const json header = json::parse(st.substr(8, n));
+    for (const auto& [name, entry] : header.items())
+      if (name != "__metadata__") index["weight_map"][name] = shard;
+    write_bytes(r / "sharded" / "model.safetensors.index.json", index.dump(2));
+
+    // A byte-level BPE (GPT-2's files) and a WordPiece vocabulary (BERT's).
+    fs::create_directories(r / "bpe");
+    json vocab = {{"<|endoftext|>", 0}};
+    for (const char* t : {"H", "e", "l", "o", "\xc4\xa0", "w", "r", "d", "He", "ll", "Hell",
+                          "Hello", "\xc4\xa0w", "or", "\xc4\xa0wor", "ld"})
+      vocab[t] = vocab.size();
+    write_bytes(r / "bpe" / "vocab.json", vocab.dump());
+    write_bytes(r / "bpe" / "merges.txt",
+                "#version: 0.2\nH e\nl l\nHe ll\nHell o\n\xc4\xa0 w\no r\n\xc4\xa0w or\nl d\n");
+    write_bytes(
+        r / "bpe" / "tokenizer_config.json",
+        json({{"tokenizer_class", "GPT2Tokenizer"},
+              {"add_prefix_space", false},
+              {"bos_token", "<|endoftext|>"},
+              {"eos_token", "<|endoftext|>"},
+              {"unk_token", "<|endoftext|>"},
+              {"added_tokens_decoder", {{"0", {{"content", "<|endoftext|>"}, {"special", true}}}}}})
+            .dump(2));
+    write_bytes(r / "bpe" / "special_tokens_map.json",
+                json({{"bos_token", "<|endoftext|>"}, {"eos_token", "<|endoftext|>"}}).dump(2));
+    write_bytes(r / "bpe" / "added_tokens.json", json({{"<extra>", vocab.size()}}).dump(2));
+    fs::create_directories(r / "bert");
+    write_bytes(r / "bert" / "vocab.txt",
+                "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\nworld\nwor\n##ld\nh\n##e\n");
+
+    // Training data in every format, and a --config file.
+    fs::create_directories(r / "data");
+    json rows = json::array();
+    for (const auto& [p, c] :
+         {std::pair{"Hello", " world"}, {"One two", " three"}, {"Red", " green"}, {"Up", " down"}})
+      rows.push_back({{"prompt", p}, {"completion", c}});
+    std::string jsonl, csv = "prompt,completion\n";
+    for (const auto& row : rows) {
+      jsonl += row.dump() + "\n";
+      csv += "\"" + row["prompt"].get<std::string>() + "\",\"" +
+             row["completion"].get<std::string>() + "\"\n";
+    }
+    write_bytes(r / "data" / "data.jsonl", jsonl);
+    write_bytes(r / "data" / "data.json", rows.dump(1));
+    write_bytes(r / "data" / "data.csv", csv);
+    json alpaca = json::array();
+    for (const auto& row : rows)
+      alpaca.push_back(
+          {{"instruction", row["prompt"]}, {"input", ""}, {"output", row["completion"]}});
+    write_bytes(r / "data" / "alpaca.json", alpaca.dump(1));
+    write_bytes(r / "data" / "train.json", json({{"layers", {1}},
+                                                 {"low_rank_dimension", 2},
+                                                 {"intervention", "loreft"},
+                                                 {"positions", "f1+l1"},
+                                                 {"component", "block_output"},
+                                                 {"learning_rate", 0.01},
+                                                 {"batch_size", 2},
+                                                 {"max_length", 128},
+                                                 {"dropout", 0.0},
+                                                 {"max_grad_norm", 1.0}})
+                                               .dump(2));
+
+    if (!test::shared_dir().empty() &&
+        fs::exists(test::shared_dir() / "tokenizers/stories260K/tokenizer.model")) {
+      fs::create_directories(r / "spm");
+      fs::copy_file(test::shared_dir() / "tokenizers/stories260K/tokenizer.model",
+                    r / "spm" / "tokenizer.model");
+    }
+  }
+
+  static void TearDownTestSuite() {
+    delete root_;
+    root_ = nullptr;
+  }
+
+  static std::vector<Kind> kinds() {
+    const fs::path r = root_->path();
+    const std::string model = (r / "model").string();
+    auto inspect = [](const fs::path& d) {
+      return std::vector<std::string>{"inspect", "--model", d.string(), "--threads", "1"};
+    };
+    auto generate = [](const fs::path& d) {
+      return std::vector<std::string>{
+          "generate",         "--model", d.string(),    "--prompt-ids", "1 4 7",
+          "--max-new-tokens", "2",       "--print-ids", "--threads",    "1"};
+    };
+    auto tokenize = [](const fs::path& d) {
+      return std::vector<std::string>{"tokenize", "--model", d.string(), "--text", "Hello world"};
+    };
+    auto adapter = [model](const fs::path& d) {
+      return std::vector<std::string>{"generate", "--model",      model,       "--adapter",
+                                      d.string(), "--prompt-ids", "1 4 7",     "--max-new-tokens",
+                                      "2",        "--print-ids",  "--threads", "1"};
+    };
+    auto train = [model](const std::string& file) {
+      return [model, file](const fs::path& d) {
+        return std::vector<std::string>{"train",
+                                        "--model",
+                                        model,
+                                        "--data",
+                                        (d / file).string(),
+                                        "--output",
+                                        (d / ("out-" + file)).string(),
+                                        "--max-steps",
+                                        "1",
+                                        "--layers",
+                                        "1",
+                                        "--rank",
+                                        "2",
+                                        "--batch-size",
+                                        "2",
+                                        "--max-length",
+                                        "128",
+                                        "--save-every",
+                                        "0",
+                                        "--threads",
+                                        "1"};
+      };
+    };
+    auto train_config = [model](const fs::path& d) {
+      return std::vector<std::string>{"train",
+                                      "--model",
+                                      model,
+                                      "--config",
+                                      (d / "train.json").string(),
+                                      "--output",
+                                      (d / "out-config").string(),
+                                      "--max-steps",
+                                      "1",
+                                      "--save-every",
+                                      "0",
+                                      "--threads",
+                                      "1"};
+    };
+    const std::string bin = "intkey_layer_1_comp_block_output_unit_pos_nunit_1#0.bin";
+    std::vector<Kind> k = {
+        {"config.json", "model", "config.json", Format::kJson, inspect},
+        {"model.safetensors", "model", "model.safetensors", Format::kSafetensors, generate},
+        {"index.json", "sharded", "model.safetensors.index.json", Format::kJson, inspect},
+        {"tokenizer.json", "model", "tokenizer.json", Format::kJson, tokenize},
+        {"tokenizer_config.json", "model", "tokenizer_config.json", Format::kJson, tokenize},
+        {"special_tokens_map.json", "bpe", "special_tokens_map.json", Format::kJson, tokenize},
+        {"added_tokens.json", "bpe", "added_tokens.json", Format::kJson, tokenize},
+        {"vocab.json", "bpe", "vocab.json", Format::kJson, tokenize},
+        {"merges.txt", "bpe", "merges.txt", Format::kText, tokenize},
+        {"vocab.txt", "bert", "vocab.txt", Format::kText, tokenize},
+        {"reft_config.json", "adapter", "reft_config.json", Format::kJson, adapter},
+        {"interventions.safetensors", "adapter", "interventions.safetensors", Format::kSafetensors,
+         adapter},
+        {"pyreft config.json", "pyreft", "config.json", Format::kJson, adapter},
+        {"pyreft .bin", "pyreft", bin, Format::kTorchZip, adapter},
+        {"data.jsonl", "data", "data.jsonl", Format::kJsonLines, train("data.jsonl"), true},
+        {"data.json", "data", "data.json", Format::kJson, train("data.json"), true},
+        {"data.csv", "data", "data.csv", Format::kText, train("data.csv"), true},
+        {"alpaca.json", "data", "alpaca.json", Format::kJson, train("alpaca.json"), true},
+        {"--config", "data", "train.json", Format::kJson, train_config, true},
+    };
+    if (fs::exists(r / "spm"))
+      k.push_back({"tokenizer.model", "spm", "tokenizer.model", Format::kBinary, tokenize});
+    return k;
+  }
+
+  static test::TempDir* root_;
+};
+
+test::TempDir* MutationTest::root_ = nullptr;
+
+// One run of a case: which kind and seed, what was done and how it ended.
+struct Outcome {
+  std::string label;  // "kind=… seed=… (mutation)"
+  bool train;
+  LimitedRun run;
+};
+
+// The campaign's expectations for one run; returns a failure message or "".
+std::string check(const Outcome& o) {
+  const LimitedRun& r = o.run;
+  if (r.timed_out) return "ran past the time limit";
+  if (r.signal) return "died by signal " + std::to_string(r.signal);
+  if (r.status == 0) return "";
+  if (r.status != 1 && r.status != 2) return "exit status " + std::to_string(r.status);
+  const std::string prefix = "reft: error: ";
+  size_t errors = 0, lines = 0;
+  for (size_t at = 0; at < r.err.size(); ++lines) {
+    if (r.err.compare(at, prefix.size(), prefix) == 0) ++errors;
+    const size_t end = r.err.find('\n', at);
+    at = end == std::string::npos ? r.err.size() : end + 1;
+  }
+  if (errors != 1) return "expected one line \"reft: error: …\" on stderr";
+  if (r.err.back() != '\n') return "the error line does not end stderr";
+  const size_t last = r.err.rfind('\n', r.err.size() - 2);
+  const std::string line = r.err.substr(last == std::string::npos ? 0 : last + 1);
+  if (line.rfind(prefix, 0) != 0) return "the error is not the last line of stderr";
+  if (!o.train && lines != 1) return "expected stderr to be exactly one line";
+  for (const char* raw : {"[json.exception", "filesystem error", "out of memory", "[torch]",
+                          "basic_string", "std::", "bad_alloc", "vector::"})
+    if (line.find(raw) != std::string::npos)
+      return std::string("a raw or runaway error (\"") + raw + "\")";
+  return "";
+}
+
+// Runs `cases` (argument lists with their labels) a few at a time under the campaign's limits.
+std::vector<Outcome> run_all(
+    const std::vector<std::tuple<std::string, bool, std::vector<std::string>>>& cases) {
+  const test::Limits limits{.timeout_s = 20, .address_space = uint64_t{4} << 30};
+  const size_t parallel = 3;
+  std::vector<Outcome> out;
+  for (size_t i = 0; i < cases.size(); i += parallel) {
+    std::vector<test::Child> children;
+    for (size_t j = i; j < std::min(cases.size(), i + parallel); ++j)
+      children.push_back(test::spawn_reft(std::get<2>(cases[j]), limits));
+    for (size_t j = 0; j < children.size(); ++j)
+      out.push_back({std::get<0>(cases[i + j]), std::get<1>(cases[i + j]),
+                     test::wait_reft(children[j], limits.timeout_s)});
+  }
+  return out;
+}
+
+TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
+  const fs::path r = root_->path();
+  const size_t per_kind = env_or("MUTANTS_PER_KIND", 4);
+  const char* only_kind = std::getenv("MUTATION_KIND");
+  const size_t only_seed = env_or("MUTATION_SEED", 0);
+  const auto all = kinds();
+  if (!fs::exists(r / "spm"))
+    std::cout << "note: tokenizer.model skipped (no shared stories260K tokenizer)\n";
+
+  // The unmutated inputs must pass, or the mutants would test nothing.
+  std::vector<std::tuple<std::string, bool, std::vector<std::string>>> cases;
+  std::set<std::string> seen;
+  for (const auto& kind : all) {
+    auto args = kind.args(r / kind.base);
+    std::string key;
+    for (const auto& a : args) key += a + " ";
+    if (seen.insert(key).second) cases.emplace_back("base of " + kind.name, kind.train, args);
+  }
+  for (const auto& o : run_all(cases))
+    ASSERT_EQ(o.run.status, 0) << o.label << ": " << o.run.describe();
+  cases.clear();
+
+  // Mutants and special files, each in a fresh copy of its base folder.
+  std::map<std::string, size_t> per_kind_count;
+  std::vector<fs::path> dirs;
+  size_t index = 0;
+  for (size_t k = 0; k < all.size(); ++k) {
+    const Kind& kind = all[k];
+    if (only_kind && kind.name != only_kind) continue;
+    const std::string original = read_bytes(r / kind.base / kind.file);
+    auto fresh = [&] {
+      const fs::path dir = r / ("case" + std::to_string(index++));
+      fs::copy(r / kind.base, dir, fs::copy_options::recursive);
+      dirs.push_back(dir);
+      ++per_kind_count[kind.name];
+      return dir;
+    };
+    for (size_t i = 0; i < per_kind; ++i) {
+      const uint32_t seed = only_kind && only_seed ? only_seed : 1000 * (k + 1) + i;
+      if (only_kind && only_seed && i > 0) break;
+      Mutator m(seed);
+      const std::string mutant = m.mutate(original, kind.format, seed % 1000);
+      const fs::path dir = fresh();
+      write_bytes(dir / kind.file, mutant);
+      cases.emplace_back(
+          "kind=" + kind.name + " seed=" + std::to_string(seed) + " (" + m.what() + ")", kind.train,
+          kind.args(dir));
+    }
+    if (only_kind && only_seed) continue;
+    // Special files: a FIFO for every kind (a read would block), and /dev/zero (endless) or a
+    // folder in turn.
+    for (const std::string special : {"fifo", k % 2 ? "dir" : "/dev/zero"}) {
+      const fs::path dir = fresh();
+      const fs::path f = dir / kind.file;
+      fs::remove(f);
+      if (special == "fifo")
+        ASSERT_EQ(mkfifo(f.c_str(), 0600), 0) << f;
+      else if (special == "dir")
+        fs::create_directory(f);
+      else
+        fs::create_symlink("/dev/zero", f);
+      cases.emplace_back("kind=" + kind.name + " special=" + special, kind.train, kind.args(dir));
+    }
+  }
+
+  const auto outcomes = run_all(cases);
+  std::map<std::string, size_t> statuses;
+  size_t failures = 0;
+  for (const auto& o : outcomes) {
+    const std::string problem = check(o);
+    ++statuses[o.run.timed_out ? "timeout"
+               : o.run.signal  ? "signal"
+                               : "exit " + std::to_string(o.run.status)];
+    if (!problem.empty()) ++failures;
+    EXPECT_EQ(problem, "") << o.label << ": " << o.run.describe();
+  }
+  for (const auto& dir : dirs) fs::remove_all(dir);
+
+  std::cout << "mutation campaign: " << outcomes.size() << " runs, " << failures << " failing\n";
+  for (const auto& [kind, n] : per_kind_count) std::cout << "  " << kind << ": " << n << "\n";
+  for (const auto& [status, n] : statuses) std::cout << "  " << status << ": " << n << "\n";
+}
+
+// A file name or key with control characters still gives one error line (escaped).
+TEST_F(MutationTest, ControlCharactersInErrorsAreEscaped) {
+  const fs::path dir = root_->path() / "no\nsuch\x01model";
+  const auto r = test::reft_limited({"inspect", "--model", dir.string()});
+  EXPECT_EQ(r.status, 1) << r.describe();
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.describe();
+  EXPECT_NE(r.err.find("no\\nsuch\\x01model"), std::string::npos) << r.describe();
+
+  const fs::path tok = root_->path() / "key";
+  fs::create_directories(tok);
+  fs::copy_file(root_->path() / "bert" / "vocab.txt", tok / "vocab.txt",
+                fs::copy_options::overwrite_existing);
+  write_bytes(tok / "added_tokens.json", R"({"a\nb\rc\td\u0002": "not an id"})");
+  const auto t = test::reft_limited({"tokenize", "--model", tok.string(), "--text", "hello"});
+  EXPECT_EQ(t.status, 1) << t.describe();
+  EXPECT_EQ(std::count(t.err.begin(), t.err.end(), '\n'), 1) << t.describe();
+  EXPECT_NE(t.err.find("a\\nb\\rc\\td\\x02"), std::string::npos) << t.describe();
+}
+
+}  // namespace
+}  // namespace reft

@@ -338,6 +338,20 @@ TEST(ChatTemplate, RenderingIsBounded) {
   std::string chain = "{{ 1";
   for (int i = 0; i < 2000; ++i) chain += " + 1";
   EXPECT_NE(error_of(chain + " }}").find("nested deeper"), std::string::npos);
+  // Values nested far deeper than the stack allows are freed without recursion; printing one is
+  // an error, not a crash.
+  reft::ChatRenderOptions many;
+  many.limits.max_steps = 10'000'000;
+  EXPECT_EQ(
+      render("{% set ns = namespace(x=[]) %}{% for i in range(300000) %}{% set ns.x = [ns.x] %}"
+             "{% set ns.y = {'p': ns.y} %}{% endfor %}ok",
+             kEmpty, many),
+      "ok");
+  EXPECT_NE(
+      error_of("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}"
+               "{% endfor %}{{ ns.x }}")
+          .find("nested deeper than 512"),
+      std::string::npos);
   // A namespace that holds itself renders (and is freed: the ASan run checks for leaks).
   EXPECT_EQ(render("{% set ns = namespace() %}{% set ns.me = ns %}ok"), "ok");
 }

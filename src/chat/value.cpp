@@ -12,10 +12,37 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "chat/errors.h"
 #include "reft/error.h"
 #include "tokenizer/unicode.h"
 
 namespace reft::chat {
+
+void Value::release_containers() noexcept {
+  // While a release is under way, a Value being destroyed hands the containers it alone holds to
+  // the work list instead of destroying them (and their Values) on the stack.
+  thread_local std::vector<std::shared_ptr<const void>>* pending = nullptr;
+  auto take = [](auto& p, std::vector<std::shared_ptr<const void>>& out) {
+    if (p && p.use_count() == 1) out.push_back(std::move(p));
+  };
+  if (pending) {
+    take(array, *pending);
+    take(object, *pending);
+    take(function, *pending);
+    return;
+  }
+  std::vector<std::shared_ptr<const void>> work;
+  pending = &work;
+  take(array, work);
+  take(object, work);
+  take(function, work);
+  while (!work.empty()) {
+    auto next = std::move(work.back());
+    work.pop_back();
+    next.reset();  // its Values push their own containers onto `work`
+  }
+  pending = nullptr;
+}
 
 const char* type_name(const Value& v) {
   switch (v.type) {
@@ -209,9 +236,9 @@ void to_json_into(std::string& out, const Value& v, const JsonOptions& o, int de
     case VType::kNamespace:
       break;
     case VType::kFunction:
-      fail("Cannot convert to JSON: FunctionValue");
+      throw EvalError("Cannot convert to JSON: FunctionValue");
   }
-  if (depth > 512) fail("Cannot convert to JSON: nested deeper than 512 levels");
+  if (depth > 512) throw EvalError("Cannot convert to JSON: nested deeper than 512 levels");
   const std::string unit(o.indent > 0 ? o.indent : 0, ' ');
   std::string base = "\n";
   for (int i = 0; i < depth; ++i) base += unit;

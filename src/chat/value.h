@@ -47,6 +47,17 @@ struct Value {
   std::shared_ptr<ObjectData> object;  // kObject, kKwargs, kNamespace
   std::shared_ptr<const Function> function;
 
+  Value() = default;
+  Value(const Value&) = default;
+  Value(Value&&) noexcept = default;
+  Value& operator=(const Value&) = default;
+  Value& operator=(Value&&) noexcept = default;
+  // A template can nest values a million deep ({% set ns.x = [ns.x] %} in a loop): containers are
+  // released from a work list, not by recursive destructors that would overflow the stack.
+  ~Value() {
+    if (array || object || function) release_containers();
+  }
+
   static Value undefined() { return {}; }
   static Value null() { return make(VType::kNull); }
   static Value of_bool(bool b) {
@@ -99,6 +110,7 @@ struct Value {
   const std::string& s() const { return *str; }
 
  private:
+  void release_containers() noexcept;
   static Value make(VType t) {
     Value v;
     v.type = t;

@@ -304,6 +304,12 @@ TEST(ChatTemplate, ErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("x\n{% for m in 3 %}{% endfor %}"),
             "[chat_template line 2, column 1] Expected iterable or object type in for loop: got "
             "IntegerValue");
+  EXPECT_NE(error_of("{% break %}").find("{% break %} inside a for loop"), std::string::npos);
+  EXPECT_NE(error_of("{% macro m() %}{% continue %}{% endmacro %}{{ m() }}").find("continue"),
+            std::string::npos);
+  EXPECT_EQ(render("{% macro m() %}{% break %}{% endmacro %}{% for i in [1, 2] %}{{ i }}{{ m() }}"
+                   "{% endfor %}"),
+            "");  // as the reference: a break (here in a macro) drops its iteration's output
   const std::string e = error_of("{% for x in missing %}{% endfor %}");
   EXPECT_NE(e.find("got UndefinedValue"), std::string::npos) << e;
   EXPECT_EQ(e.find('\n'), std::string::npos);

@@ -62,7 +62,13 @@ void Interpreter::check_size(size_t bytes) const {
 }
 
 std::string Interpreter::run(const Node& program, const EnvPtr& globals) {
-  return render_block(program.body, globals);
+  try {
+    return render_block(program.body, globals);
+  } catch (const BreakSignal&) {
+    fail("[chat_template] expected {% break %} inside a for loop, found it outside");
+  } catch (const ContinueSignal&) {
+    fail("[chat_template] expected {% continue %} inside a for loop, found it outside");
+  }
 }
 
 std::string Interpreter::render_block(const std::vector<NodePtr>& statements, const EnvPtr& env) {

@@ -31,7 +31,7 @@ struct Node;
 
 /// Bounds on one rendering; exceeding one is a reft::Error, never a hang or an allocation storm.
 struct ChatTemplateLimits {
-  size_t max_output_bytes = size_t{64} << 20;  // the rendering and every string built on the way
+  size_t max_output_bytes = size_t{16} << 20;  // the rendering and every string built on the way
   size_t max_steps = 50'000'000;               // expression evaluations and loop iterations
   int max_call_depth = 100;                    // nested macro calls (recursion)
 };

@@ -190,7 +190,9 @@ void install_globals(chat::Env& env, chat::Interpreter& interp) {
           if (pair.is_array()) {
             kv = *pair.array;
           } else if (pair.is_string()) {
-            for (auto& c : chat::code_points(pair.s())) kv.push_back(Value::of_string(c));
+            const auto chars = chat::code_points(pair.s());
+            for (size_t i = 0; i < chars.size() && i < 3; ++i)
+              kv.push_back(Value::of_string(std::string(chars[i])));
           }
           if (kv.size() != 2)
             throw EvalError("namespace expected an object or an iterable of [key, value] pairs");

@@ -384,7 +384,9 @@ Value Interpreter::apply_filter(const Value& operand, const Node& filter, const 
   if (name == "join") {
     std::vector<std::string> parts;
     if (operand.is_string()) {
-      parts = code_points(operand.s());
+      const auto chars = code_points(operand.s());
+      step(chars.size());
+      for (size_t i = 0; i < chars.size(); ++i) parts.emplace_back(chars[i]);
     } else if (operand.is_array()) {
       for (const auto& x : *operand.array) parts.push_back(raw_join_item(x));
     } else {

@@ -367,6 +367,7 @@ Value Interpreter::evaluate_slice(const Value& object, const Node& s, const EnvP
     return Value::of_array(std::move(items));
   }
   const auto chars = code_points(object.s());
+  step(chars.size());
   const auto idx = slice_indices(chars.size(), start, stop, stepv);
   step(idx.size());
   std::string out;
@@ -402,10 +403,11 @@ Value Interpreter::evaluate_member(const Node& n, const EnvPtr& env) {
         return (*object.array)[static_cast<size_t>(k)];
       }
       const auto chars = code_points(object.s());
+      step(chars.size());
       const double len = static_cast<double>(chars.size());
       const double k = i < 0 ? len + i : i;
       if (k < 0 || k >= len || std::isnan(k)) return Value::undefined();
-      return Value::of_string(chars[static_cast<size_t>(k)]);
+      return Value::of_string(std::string(chars[static_cast<size_t>(k)]));
     }
     if (property.is_string()) return builtin_member(object, property.s());
     throw EvalError(

@@ -455,12 +455,12 @@ size_t js_length(std::string_view text) {
   return n;
 }
 
-std::vector<std::string> code_points(std::string_view text) {
-  std::vector<std::string> out;
+CodePoints code_points(std::string_view text) {
+  CodePoints out{text, {}};
+  out.offsets.push_back(0);
   for (size_t i = 0; i < text.size();) {
-    const size_t start = i;
     tok::next_code_point(text, i);
-    out.emplace_back(text.substr(start, i - start));
+    out.offsets.push_back(static_cast<uint32_t>(std::min(i, text.size())));
   }
   return out;
 }

@@ -4,6 +4,7 @@
 // numbers (doubles) of two kinds, strings are shared and immutable, arrays/objects/namespaces are
 // shared by reference (a namespace assigned through `ns.x = …` is seen by every holder).
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -182,8 +183,18 @@ bool strict_equals(const Value& a, const Value& b);
 
 /// UTF-16 length of UTF-8 text (JavaScript's String.length).
 size_t js_length(std::string_view text);
-/// Code points of UTF-8 text (JavaScript's Array.from(string)).
-std::vector<std::string> code_points(std::string_view text);
+/// The code points of UTF-8 text (JavaScript's Array.from(string)), as byte offsets into it: four
+/// bytes a code point, where a string each would take forty.
+struct CodePoints {
+  std::string_view text;
+  std::vector<uint32_t> offsets;  // size() + 1 entries
+
+  size_t size() const { return offsets.size() - 1; }
+  std::string_view operator[](size_t i) const {
+    return text.substr(offsets[i], offsets[i + 1] - offsets[i]);
+  }
+};
+CodePoints code_points(std::string_view text);
 
 /// JavaScript's /\s/ (String.prototype.trim's set).
 bool is_js_space(char32_t cp);

@@ -304,6 +304,8 @@ TEST(ChatTemplate, ErrorsNameLineAndColumn) {
   EXPECT_EQ(error_of("x\n{% for m in 3 %}{% endfor %}"),
             "[chat_template line 2, column 1] Expected iterable or object type in for loop: got "
             "IntegerValue");
+  EXPECT_EQ(error_of("{{ x 'a\nb' }}"),
+            "[chat_template line 1, column 6] expected '}}', found 'a\\nb'");
   EXPECT_NE(error_of("{% break %}").find("{% break %} inside a for loop"), std::string::npos);
   EXPECT_NE(error_of("{% macro m() %}{% continue %}{% endmacro %}{{ m() }}").find("continue"),
             std::string::npos);

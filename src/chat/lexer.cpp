@@ -407,7 +407,10 @@ std::vector<Token> tokenize(std::string_view source) {
     size_t next = pos;
     const char32_t cp = tok::next_code_point(src, next);
     std::string shown;
-    tok::append_utf8(shown, cp);
+    if (cp < 0x20 || cp == 0x7f)
+      shown = str("\\x", "0123456789abcdef"[cp >> 4], "0123456789abcdef"[cp & 15]);
+    else
+      tok::append_utf8(shown, cp);
     throw error(pos, str("Unexpected character: ", shown));
   }
   return tokens;

@@ -73,7 +73,16 @@ class Parser {
     if (current_ >= tokens_.size()) return "the end of the template";
     const Token& t = tokens_[current_];
     if (t.type == Tok::kText) return "text";
-    return "'" + t.value.substr(0, 40) + "'";
+    std::string shown;  // one line: control characters escaped
+    for (char c : t.value.substr(0, 40)) {
+      if (c == '\n')
+        shown += "\\n";
+      else if (static_cast<unsigned char>(c) < 0x20)
+        shown += "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+      else
+        shown += c;
+    }
+    return "'" + shown + "'";
   }
   NodePtr node(NodeKind kind, uint32_t at) { return std::make_unique<Node>(kind, at); }
   // Computes the height of a finished node and bounds it (evaluation recurses that deep).

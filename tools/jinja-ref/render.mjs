@@ -1,5 +1,7 @@
 // Renders chat templates with @huggingface/jinja, the reference implementation of HF chat
 // templates (Template() applies trim_blocks and lstrip_blocks, as transformers does).
+//   node render.mjs < case.json        case.json: {"template": "...", "context": {...}}: prints the
+//                                      rendering exactly (an error: its message on stderr, exit 1)
 //   node render.mjs < batch.json > results.json
 // batch.json: {"now": <seconds since the epoch>, "cases": [{"template": "...", "context": {...}}]}
 // results.json: [{"output": "..."} | {"error": "..."}], one per case, in order.
@@ -36,9 +38,20 @@ export function renderCase(template, context) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const batch = JSON.parse(readFileSync(0, "utf8"));
-  const results = withFixedClock(batch.now ?? 0, () =>
-    batch.cases.map((c) => renderCase(c.template, c.context)),
-  );
-  process.stdout.write(JSON.stringify(results));
+  const input = JSON.parse(readFileSync(0, "utf8"));
+  if (input.cases === undefined) {
+    // One {"template", "context"[, "now"]}: the rendering itself, as `reft render-chat` prints it.
+    const run = () => renderCase(input.template, input.context ?? {});
+    const result = input.now === undefined ? run() : withFixedClock(input.now, run);
+    if ("error" in result) {
+      process.stderr.write(`error: ${result.error}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(result.output);
+  } else {
+    const results = withFixedClock(input.now ?? 0, () =>
+      input.cases.map((c) => renderCase(c.template, c.context)),
+    );
+    process.stdout.write(JSON.stringify(results));
+  }
 }

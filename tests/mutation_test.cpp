@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "cli_util.h"
 #include "test_util.h"
@@ -60,7 +61,7 @@ class Mutator {
   std::string mutate(const std::string& bytes, Format format, size_t op) {
     switch (format) {
       case Format::kJson:
-        return op % 7 < 5 ? mutate_json_text(bytes, op) : mutate_raw(bytes, op);
+        return op % 7 < 5 ? mutate_json_text(bytes, op) : mutate_raw(bytes, pick(5));
       case Format::kJsonLines:
         return mutate_json_line(bytes, op);
       case Format::kText:
@@ -155,15 +156,16 @@ class Mutator {
       case 0: {
         const auto at = pick_node(doc, [](const json& j) { return j.is_number(); });
         const std::string raw = one_of<std::string>(
-            {"1e18", "4294967301", "-1", "NaN", "Infinity", "-Infinity", "1e999",
+            {"1e18", "4294967301", "-1", "0", "NaN", "Infinity", "-Infinity", "1e999",
              "18446744073709551616", "-9223372036854775809", "2147483648", "0.5", "-0", "1e-999"});
         what_ = "number " + at.to_string() + " = " + raw;
         return splice(doc, at, raw);
       }
       case 1: {
-        const auto at = pick_node(doc, [](const json& j) { return !j.is_structured(); });
-        const std::string raw = one_of<std::string>(
-            {"\"x\"", "7", "[]", "{}", "null", "true", "[[1,2]]", "-2.5", "{\"a\":1}", "\"\""});
+        const bool leaf = pick(2);
+        const auto at = pick_node(doc, [&](const json& j) { return j.is_structured() != leaf; });
+        const std::string raw = one_of<std::string>({"\"x\"", "7", "0", "[]", "{}", "null", "true",
+                                                     "[[1,2]]", "-2.5", "{\"a\":1}", "\"\""});
         what_ = "type confusion " + at.to_string() + " = " + raw;
         return splice(doc, at, raw);
       }
@@ -212,7 +214,7 @@ class Mutator {
       lines.push_back(text.substr(pos, end - pos));
       pos = end + 1;
     }
-    if (op % 7 >= 5 || lines.empty()) return mutate_raw(text, op);
+    if (op % 7 >= 5 || lines.empty()) return mutate_raw(text, pick(5));
     const size_t i = pick(lines.size());
     std::string line = mutate_json_text(lines[i], op);
     std::replace(line.begin(), line.end(), '\n', ' ');  // dump(1) is multi-line
@@ -294,9 +296,8 @@ struct Kind {
   std::string base;  // folder under the campaign's root holding the valid input
   std::string file;  // the file mutated, relative to the copied base folder
   Format format;
-  // The command line run on the mutated copy `dir` of the base folder.
-  std::function<std::vector<std::string>(const fs::path& dir)> args;
-  bool train = false;  // reft train prints its configuration on stderr before an error
+  std::string command;  // the command line, see MutationTest::args_of
+  bool train = false;   // reft train prints its configuration on stderr before an error
 };
 
 class MutationTest : public ::testing::Test {
@@ -404,64 +405,19 @@ class MutationTest : public ::testing::Test {
   }
 
   static std::vector<Kind> kinds() {
-    const fs::path r = root_->path();
-    const std::string model = (r / "model").string();
-    auto inspect = [](const fs::path& d) {
-      return std::vector<std::string>{"inspect", "--model", d.string(), "--threads", "1"};
-    };
-    auto generate = [](const fs::path& d) {
-      return std::vector<std::string>{
-          "generate",         "--model", d.string(),    "--prompt-ids", "1 4 7",
-          "--max-new-tokens", "2",       "--print-ids", "--threads",    "1"};
-    };
-    auto tokenize = [](const fs::path& d) {
-      return std::vector<std::string>{"tokenize", "--model", d.string(), "--text", "Hello world"};
-    };
-    auto adapter = [model](const fs::path& d) {
-      return std::vector<std::string>{"generate", "--model",      model,       "--adapter",
-                                      d.string(), "--prompt-ids", "1 4 7",     "--max-new-tokens",
-                                      "2",        "--print-ids",  "--threads", "1"};
-    };
-    auto train = [model](const std::string& file) {
-      return [model, file](const fs::path& d) {
-        return std::vector<std::string>{"train",
-                                        "--model",
-                                        model,
-                                        "--data",
-                                        (d / file).string(),
-                                        "--output",
-                                        (d / ("out-" + file)).string(),
-                                        "--max-steps",
-                                        "1",
-                                        "--layers",
-                                        "1",
-                                        "--rank",
-                                        "2",
-                                        "--batch-size",
-                                        "2",
-                                        "--max-length",
-                                        "128",
-                                        "--save-every",
-                                        "0",
-                                        "--threads",
-                                        "1"};
-      };
-    };
-    auto train_config = [model](const fs::path& d) {
-      return std::vector<std::string>{"train",
-                                      "--model",
-                                      model,
-                                      "--config",
-                                      (d / "train.json").string(),
-                                      "--output",
-                                      (d / "out-config").string(),
-                                      "--max-steps",
-                                      "1",
-                                      "--save-every",
-                                      "0",
-                                      "--threads",
-                                      "1"};
-    };
+    const std::string inspect = "inspect --model {dir} --threads 1";
+    const std::string generate =
+        "generate --model {dir} --prompt-ids 1,4,7 --max-new-tokens 2 --print-ids --threads 1";
+    const std::string tokenize = "tokenize --model {dir} --text Hello~world";
+    const std::string adapter =
+        "generate --model {model} --adapter {dir} --prompt-ids 1,4,7 --max-new-tokens 2 "
+        "--print-ids --threads 1";
+    const std::string train =
+        "train --model {model} --data {file} --output {file}.out --max-steps 1 --layers 1 --rank 2 "
+        "--batch-size 2 --max-length 128 --save-every 0 --threads 1";
+    const std::string train_config =
+        "train --model {model} --config {file} --output {file}.out --max-steps 1 --save-every 0 "
+        "--threads 1";
     const std::string bin = "intkey_layer_1_comp_block_output_unit_pos_nunit_1#0.bin";
     std::vector<Kind> k = {
         {"config.json", "model", "config.json", Format::kJson, inspect},
@@ -479,15 +435,32 @@ class MutationTest : public ::testing::Test {
          adapter},
         {"pyreft config.json", "pyreft", "config.json", Format::kJson, adapter},
         {"pyreft .bin", "pyreft", bin, Format::kTorchZip, adapter},
-        {"data.jsonl", "data", "data.jsonl", Format::kJsonLines, train("data.jsonl"), true},
-        {"data.json", "data", "data.json", Format::kJson, train("data.json"), true},
-        {"data.csv", "data", "data.csv", Format::kText, train("data.csv"), true},
-        {"alpaca.json", "data", "alpaca.json", Format::kJson, train("alpaca.json"), true},
+        {"data.jsonl", "data", "data.jsonl", Format::kJsonLines, train, true},
+        {"data.json", "data", "data.json", Format::kJson, train, true},
+        {"data.csv", "data", "data.csv", Format::kText, train, true},
+        {"alpaca.json", "data", "alpaca.json", Format::kJson, train, true},
         {"--config", "data", "train.json", Format::kJson, train_config, true},
     };
-    if (fs::exists(r / "spm"))
+    if (fs::exists(root_->path() / "spm"))
       k.push_back({"tokenizer.model", "spm", "tokenizer.model", Format::kBinary, tokenize});
     return k;
+  }
+
+  // The command line of `kind` run on `dir` (a copy of its base folder): words split at spaces,
+  // "~" a space inside a word, {dir}, {file} (the mutated file) and {model} substituted.
+  static std::vector<std::string> args_of(const Kind& kind, const fs::path& dir) {
+    std::vector<std::string> out;
+    std::istringstream words(kind.command);
+    for (std::string w; words >> w;) {
+      std::replace(w.begin(), w.end(), '~', ' ');
+      for (const auto& [key, value] : {std::pair<std::string, std::string>{"{dir}", dir.string()},
+                                       {"{file}", (dir / kind.file).string()},
+                                       {"{model}", (root_->path() / "model").string()}})
+        if (const size_t at = w.find(key); at != std::string::npos)
+          w.replace(at, key.size(), value);
+      out.push_back(w);
+    }
+    return out;
   }
 
   static test::TempDir* root_;
@@ -551,6 +524,7 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
   const size_t per_kind = env_or("MUTANTS_PER_KIND", 4);
   const char* only_kind = std::getenv("MUTATION_KIND");
   const size_t only_seed = env_or("MUTATION_SEED", 0);
+  const size_t first = env_or("MUTATION_FIRST", 0);  // the first seed's index within each kind
   const auto all = kinds();
   if (!fs::exists(r / "spm"))
     std::cout << "note: tokenizer.model skipped (no shared stories260K tokenizer)\n";
@@ -559,7 +533,7 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
   std::vector<std::tuple<std::string, bool, std::vector<std::string>>> cases;
   std::set<std::string> seen;
   for (const auto& kind : all) {
-    auto args = kind.args(r / kind.base);
+    auto args = args_of(kind, r / kind.base);
     std::string key;
     for (const auto& a : args) key += a + " ";
     if (seen.insert(key).second) cases.emplace_back("base of " + kind.name, kind.train, args);
@@ -583,16 +557,16 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
       ++per_kind_count[kind.name];
       return dir;
     };
-    for (size_t i = 0; i < per_kind; ++i) {
+    for (size_t i = first; i < first + per_kind; ++i) {
       const uint32_t seed = only_kind && only_seed ? only_seed : 1000 * (k + 1) + i;
-      if (only_kind && only_seed && i > 0) break;
+      if (only_kind && only_seed && i > first) break;
       Mutator m(seed);
       const std::string mutant = m.mutate(original, kind.format, seed % 1000);
       const fs::path dir = fresh();
       write_bytes(dir / kind.file, mutant);
       cases.emplace_back(
           "kind=" + kind.name + " seed=" + std::to_string(seed) + " (" + m.what() + ")", kind.train,
-          kind.args(dir));
+          args_of(kind, dir));
     }
     if (only_kind && only_seed) continue;
     // Special files: a FIFO for every kind (a read would block), and /dev/zero (endless) or a
@@ -607,7 +581,8 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
         fs::create_directory(f);
       else
         fs::create_symlink("/dev/zero", f);
-      cases.emplace_back("kind=" + kind.name + " special=" + special, kind.train, kind.args(dir));
+      cases.emplace_back("kind=" + kind.name + " special=" + special, kind.train,
+                         args_of(kind, dir));
     }
   }
 
@@ -627,6 +602,32 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
   std::cout << "mutation campaign: " << outcomes.size() << " runs, " << failures << " failing\n";
   for (const auto& [kind, n] : per_kind_count) std::cout << "  " << kind << ": " << n << "\n";
   for (const auto& [status, n] : statuses) std::cout << "  " << status << ": " << n << "\n";
+}
+
+// A count taken from a file (here: of interventions) is checked before anything is built: an
+// adapter or --config listing thousands of interventions is refused at once instead of running
+// for minutes (found by this campaign with representations repeated 100000 times).
+TEST_F(MutationTest, HugeInterventionCountsAreRefusedBeforeBuilding) {
+  const fs::path r = root_->path(), dir = r / "many";
+  fs::copy(r / "adapter", dir, fs::copy_options::recursive);
+  json config = json::parse(read_bytes(dir / "reft_config.json"));
+  json& reps = config["reft"]["representations"];
+  const json one = reps[0];
+  for (int i = 0; i < 20000; ++i) reps.push_back(one);
+  write_bytes(dir / "reft_config.json", config.dump());
+  const auto a = test::reft_limited({"generate", "--model", (r / "model").string(), "--adapter",
+                                     dir.string(), "--prompt-ids", "1", "--max-new-tokens", "1"});
+  EXPECT_EQ(a.status, 2) << a.describe();
+  EXPECT_NE(a.err.find("expected at most 4096 interventions, found 20001"), std::string::npos)
+      << a.describe();
+
+  write_bytes(dir / "train.json", json({{"layers", std::vector<int>(20000, 1)}}).dump());
+  const auto t = test::reft_limited({"train", "--model", (r / "model").string(), "--config",
+                                     (dir / "train.json").string(), "--output",
+                                     (dir / "out").string(), "--max-steps", "1"});
+  EXPECT_EQ(t.status, 2) << t.describe();
+  EXPECT_NE(t.err.find("expected at most 4096 interventions"), std::string::npos) << t.describe();
+  fs::remove_all(dir);
 }
 
 // A file name or key with control characters still gives one error line (escaped).

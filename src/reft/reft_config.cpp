@@ -6,6 +6,11 @@
 #include "reft/runtime.h"
 
 namespace reft {
+namespace {
+// Far more interventions than any model has sites for (layers × components × position parts);
+// building each one costs time and memory, so a count taken from a file is checked first.
+constexpr size_t kMaxInterventions = 4096;
+}  // namespace
 
 ReftConfig ReftConfig::build(const std::vector<int64_t>& layers, Component component,
                              const InterventionOptions& options, const std::string& positions,
@@ -14,6 +19,10 @@ ReftConfig ReftConfig::build(const std::vector<int64_t>& layers, Component compo
   config.positions = positions;
   config.share_weights = share_weights;
   const auto spec = PositionSpec::parse(positions);
+  const size_t count = layers.size() * (share_weights || !spec.splits() ? 1 : 2);
+  if (count > kMaxInterventions)
+    usage_fail("[--layers] expected at most ", kMaxInterventions,
+               " interventions (layers x position parts), found ", count);
   const auto add = [&](PositionPart part) {
     for (int64_t layer : layers)
       config.representations.push_back({layer, component, options, part});
@@ -158,6 +167,9 @@ ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& whe
     const nlohmann::json list = reps->is_object() ? nlohmann::json::array({*reps}) : *reps;
     if (!list.is_array() || list.empty())
       usage_fail("[", where, "] field 'representations': expected a non-empty list of objects");
+    if (list.size() > kMaxInterventions)
+      usage_fail("[", where, "] field 'representations': expected at most ", kMaxInterventions,
+                 " interventions, found ", list.size());
     for (size_t i = 0; i < list.size(); ++i) {
       const auto& r = list[i];
       const std::string at = where + "] [representations[" + std::to_string(i) + "]";

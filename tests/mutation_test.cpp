@@ -604,10 +604,10 @@ TEST_F(MutationTest, EveryMutantEndsCleanlyWithOneErrorLine) {
   for (const auto& [status, n] : statuses) std::cout << "  " << status << ": " << n << "\n";
 }
 
-// A count taken from a file (here: of interventions) is checked before anything is built: an
-// adapter or --config listing thousands of interventions is refused at once instead of running
-// for minutes (found by this campaign with representations repeated 100000 times).
-TEST_F(MutationTest, HugeInterventionCountsAreRefusedBeforeBuilding) {
+// Counts taken from a file are checked before anything is built or looped over: an adapter or
+// --config listing thousands of interventions (found by this campaign with representations
+// repeated 100000 times), and training counts that would run forever or overflow.
+TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
   const fs::path r = root_->path(), dir = r / "many";
   fs::copy(r / "adapter", dir, fs::copy_options::recursive);
   json config = json::parse(read_bytes(dir / "reft_config.json"));
@@ -627,6 +627,21 @@ TEST_F(MutationTest, HugeInterventionCountsAreRefusedBeforeBuilding) {
                                      (dir / "out").string(), "--max-steps", "1"});
   EXPECT_EQ(t.status, 2) << t.describe();
   EXPECT_NE(t.err.find("expected at most 4096 interventions"), std::string::npos) << t.describe();
+
+  // Training counts: a step accumulating a billion micro-batches ran forever; epochs near 2^63
+  // overflowed into a negative step count and "trained" 0 steps.
+  for (const auto& [key, value, needle] :
+       {std::tuple<std::string, int64_t, std::string>{"gradient_accumulation_steps", 1000000000,
+                                                      "[--grad-accum] expected at most the 2 "},
+        {"epochs", int64_t{9000000000000000000}, "[--epochs] expected at most "},
+        {"max_steps", int64_t{9000000000000000000}, "[--max-steps] expected at most "}}) {
+    write_bytes(dir / "train.json", json({{"layers", {1}}, {key, value}}).dump());
+    const auto c =
+        test::reft_limited({"train", "--model", (r / "model").string(), "--config",
+                            (dir / "train.json").string(), "--output", (dir / "out").string()});
+    EXPECT_EQ(c.status, 2) << key << ": " << c.describe();
+    EXPECT_NE(c.err.find(needle), std::string::npos) << key << ": " << c.describe();
+  }
   fs::remove_all(dir);
 }
 

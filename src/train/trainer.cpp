@@ -280,6 +280,19 @@ TrainSummary run_training(const Task& task, const Dataset& train, const Dataset*
   };
   const int64_t N = train.examples.size();
   const int64_t micro_per_epoch = (N + o.batch_size - 1) / o.batch_size;
+  // Counts from a --config file are checked before they are multiplied (no overflow) or looped
+  // over: a step accumulates at most one epoch, and a run does at most 2^40 micro-batches.
+  constexpr int64_t kMaxMicroBatches = int64_t{1} << 40;
+  if (o.grad_accum > micro_per_epoch)
+    usage_fail("[TrainOptions.grad_accum] expected at most the ", micro_per_epoch,
+               " micro-batches of one epoch (", N, " examples, batch size ", o.batch_size,
+               "), found ", o.grad_accum);
+  if (o.max_steps > kMaxMicroBatches / o.grad_accum)
+    usage_fail("[TrainOptions.max_steps] expected at most ", kMaxMicroBatches / o.grad_accum,
+               ", found ", o.max_steps);
+  if (o.max_steps <= 0 && o.epochs > kMaxMicroBatches / micro_per_epoch)
+    usage_fail("[TrainOptions.epochs] expected at most ", kMaxMicroBatches / micro_per_epoch,
+               ", found ", o.epochs);
   const int64_t total_steps = o.max_steps > 0
                                   ? o.max_steps
                                   : (o.epochs * micro_per_epoch + o.grad_accum - 1) / o.grad_accum;

@@ -61,7 +61,7 @@ class Mutator {
   std::string mutate(const std::string& bytes, Format format, size_t op) {
     switch (format) {
       case Format::kJson:
-        return op % 7 < 5 ? mutate_json_text(bytes, op) : mutate_raw(bytes, pick(5));
+        return op % 8 < 6 ? mutate_json_text(bytes, op) : mutate_raw(bytes, pick(5));
       case Format::kJsonLines:
         return mutate_json_line(bytes, op);
       case Format::kText:
@@ -144,7 +144,8 @@ class Mutator {
   }
 
   // JSON-level: 0 huge or non-finite number, 1 type confusion, 2 deep nesting, 3 duplicated key,
-  // 4 very long string; any other op (or text that does not parse) goes to mutate_raw.
+  // 4 very long string, 5 an array or object repeated to thousands of entries; text that does not
+  // parse goes to mutate_raw.
   std::string mutate_json_text(const std::string& text, size_t op) {
     json doc;
     try {
@@ -152,7 +153,7 @@ class Mutator {
     } catch (const json::exception&) {
       return mutate_raw(text, op);
     }
-    switch (op % 7) {
+    switch (op % 6) {
       case 0: {
         const auto at = pick_node(doc, [](const json& j) { return j.is_number(); });
         const std::string raw = one_of<std::string>(
@@ -196,11 +197,32 @@ class Mutator {
         what_ = "duplicated key " + (at / it.key()).to_string() + " = " + value;
         return splice(doc, at, raw);
       }
-      default: {
+      case 4: {
         const auto at = pick_node(doc, [](const json& j) { return j.is_string(); });
         const size_t n = size_t{1} << (16 + pick(7));
         what_ = "string of " + std::to_string(n) + " bytes at " + at.to_string();
         return splice(doc, at, json(std::string(n, pick(2) ? 'x' : ' ')).dump());
+      }
+      default: {
+        const auto at =
+            pick_node(doc, [](const json& j) { return j.is_structured() && !j.empty(); });
+        const json& node = doc[at];
+        if (!node.is_structured() || node.empty()) return mutate_raw(text, 3);
+        // Every entry repeated (object keys made distinct) up to ~1000-64000 entries, 16 MiB.
+        const size_t want = size_t{1000} << pick(7);
+        std::string raw(1, node.is_array() ? '[' : '{');
+        size_t n = 0;
+        for (; n < want && raw.size() < (size_t{16} << 20); ++n) {
+          auto it = node.begin();
+          std::advance(it, n % node.size());
+          if (n) raw += ',';
+          if (node.is_object())
+            raw += json(it.key() + (n < node.size() ? "" : std::to_string(n))).dump() + ":";
+          raw += it->dump();
+        }
+        raw += node.is_array() ? ']' : '}';
+        what_ = at.to_string() + " repeated to " + std::to_string(n) + " entries";
+        return splice(doc, at, raw);
       }
     }
   }
@@ -214,7 +236,7 @@ class Mutator {
       lines.push_back(text.substr(pos, end - pos));
       pos = end + 1;
     }
-    if (op % 7 >= 5 || lines.empty()) return mutate_raw(text, pick(5));
+    if (op % 8 >= 6 || lines.empty()) return mutate_raw(text, pick(5));
     const size_t i = pick(lines.size());
     std::string line = mutate_json_text(lines[i], op);
     std::replace(line.begin(), line.end(), '\n', ' ');  // dump(1) is multi-line
@@ -236,19 +258,19 @@ class Mutator {
       for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((len >> (8 * i)) & 0xff);
       return out + h + data;
     };
-    switch (op % 8) {
-      case 5: {
+    switch (op % 9) {
+      case 6: {
         const uint64_t len = one_of<uint64_t>(
             {0, n + 1, b.size(), uint64_t{1} << 63, ~uint64_t{0}, uint64_t{1} << 32, n - 1});
         what_ = "header length " + std::to_string(len);
         return with_header(len, header);
       }
-      case 6:
-        return mutate_raw(b, pick(3));
       case 7:
+        return mutate_raw(b, pick(3));
+      case 8:
         return mutate_raw(b, 2);
       default: {
-        const std::string h = mutate_json_text(header, op % 5);
+        const std::string h = mutate_json_text(header, op % 6);
         what_ = "header: " + what_;
         return with_header(h.size(), h);
       }
@@ -620,6 +642,19 @@ TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
   EXPECT_EQ(a.status, 2) << a.describe();
   EXPECT_NE(a.err.find("expected at most 4096 interventions, found 20001"), std::string::npos)
       << a.describe();
+
+  // The same through a pyreft directory (20000 loaded in 23 s).
+  const fs::path py = r / "many-pyreft";
+  fs::copy(r / "pyreft", py, fs::copy_options::recursive);
+  json pyconfig = json::parse(read_bytes(py / "config.json"));
+  pyconfig["representations"] = std::vector<json>(20000, pyconfig["representations"][0]);
+  write_bytes(py / "config.json", pyconfig.dump());
+  const auto p = test::reft_limited({"generate", "--model", (r / "model").string(), "--adapter",
+                                     py.string(), "--prompt-ids", "1", "--max-new-tokens", "1"});
+  EXPECT_EQ(p.status, 1) << p.describe();
+  EXPECT_NE(p.err.find("expected at most 4096 interventions, found 20000"), std::string::npos)
+      << p.describe();
+  fs::remove_all(py);
 
   write_bytes(dir / "train.json", json({{"layers", std::vector<int>(20000, 1)}}).dump());
   const auto t = test::reft_limited({"train", "--model", (r / "model").string(), "--config",

@@ -249,6 +249,11 @@ PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& 
     list = json::array({list});  // one representation, as a dict or a bare positional list
   if (!list.is_array() || list.empty())
     fail("[", where, "] representations: expected a non-empty list, found ", list.dump());
+  // ReftConfig's bound (reft_config.cpp): each intervention costs time and memory to build.
+  constexpr size_t kMaxInterventions = 4096;
+  if (list.size() > kMaxInterventions)
+    fail("[", where, "] representations: expected at most ", kMaxInterventions,
+         " interventions, found ", list.size());
   std::vector<Representation> reps;
   for (size_t i = 0; i < list.size(); ++i)
     reps.push_back(

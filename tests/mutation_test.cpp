@@ -394,6 +394,9 @@ class MutationTest : public ::testing::Test {
              row["completion"].get<std::string>() + "\"\n";
     }
     write_bytes(r / "data" / "data.jsonl", jsonl);
+    write_bytes(r / "data" / "classes.jsonl",
+                "{\"text\": \"a red hat\", \"label\": 0}\n{\"text\": \"a dog\", \"label\": 1}\n"
+                "{\"text\": \"the blue hat\", \"label\": 0}\n{\"text\": \"cats\", \"label\": 1}\n");
     write_bytes(r / "data" / "data.json", rows.dump(1));
     write_bytes(r / "data" / "data.csv", csv);
     json alpaca = json::array();
@@ -461,6 +464,8 @@ class MutationTest : public ::testing::Test {
         {"data.json", "data", "data.json", Format::kJson, train, true},
         {"data.csv", "data", "data.csv", Format::kText, train, true},
         {"alpaca.json", "data", "alpaca.json", Format::kJson, train, true},
+        {"classes.jsonl", "data", "classes.jsonl", Format::kJsonLines,
+         train + " --task classification", true},
         {"--config", "data", "train.json", Format::kJson, train_config, true},
     };
     if (fs::exists(root_->path() / "spm"))
@@ -642,6 +647,20 @@ TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
   EXPECT_EQ(a.status, 2) << a.describe();
   EXPECT_NE(a.err.find("expected at most 4096 interventions, found 20001"), std::string::npos)
       << a.describe();
+
+  // Class indices and regression targets from data: label 1000000000 made a billion class names
+  // (out of memory); 1e300 reached torch as a raw conversion error.
+  for (const auto& [label, needle] :
+       {std::pair<std::string, std::string>{"1000000000", "expected class indices below 65536"},
+        {"1e300", "expected a finite regression label within float range, found '1e+300'"}}) {
+    write_bytes(dir / "classes.jsonl",
+                "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": " + label + "}\n");
+    const auto c = test::reft_limited({"train", "--model", (r / "model").string(), "--data",
+                                       (dir / "classes.jsonl").string(), "--task", "classification",
+                                       "--output", (dir / "out").string(), "--max-steps", "1"});
+    EXPECT_EQ(c.status, 1) << label << ": " << c.describe();
+    EXPECT_NE(c.err.find(needle), std::string::npos) << label << ": " << c.describe();
+  }
 
   // The same through a pyreft directory (20000 loaded in 23 s).
   const fs::path py = r / "many-pyreft";

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <set>
 
@@ -113,6 +114,13 @@ LabelSpace infer_labels(const Dataset& data, int64_t num_labels) {
   if (num_labels == 1 || (!lists && all_number && !all_int)) {
     s.problem = ProblemType::kRegression;
     if (!all_number) fail("[labels] regression (num_labels 1) needs numeric labels");
+    for (const auto& e : data.examples) {
+      double d = 0;
+      parse_number(e.label, &d);
+      if (!std::isfinite(d) || std::fabs(d) > std::numeric_limits<float>::max())
+        fail("[", e.where, "] expected a finite regression label within float range, found '",
+             e.label, "'");
+    }
     return s;
   }
   std::vector<std::string> values;
@@ -132,6 +140,12 @@ LabelSpace infer_labels(const Dataset& data, int64_t num_labels) {
     else
       max_int = std::max(max_int, i);
   }
+  // Integer labels are class indices: one class per index up to the largest, so the largest is
+  // bounded before a name (and a head row) is made for each.
+  constexpr int64_t kMaxClasses = int64_t{1} << 16;
+  if (ints && std::max(num_labels, max_int + 1) > kMaxClasses)
+    fail("[labels] expected class indices below ", kMaxClasses, ", found ",
+         std::max(num_labels - 1, max_int));
   if (ints) {
     const int64_t k = std::max(num_labels, max_int + 1);
     for (int64_t i = 0; i < k; ++i) s.names.push_back(std::to_string(i));

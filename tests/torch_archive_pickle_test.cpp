@@ -332,6 +332,39 @@ TEST(TorchArchivePickle, RejectsTensorsOutsideTheirStorage) {
                "was first named");
 }
 
+// Sizes declared in the pickle are checked against the record's bytes and for overflow before
+// anything is read or allocated from them; every error is one line naming the file.
+TEST(TorchArchivePickle, RejectsSizesThatDisagreeWithTheArchive) {
+  const Storages four = {{"0", floats({1, 2, 3, 4})}};
+  auto entry = [&](int64_t numel, std::vector<int64_t> size, std::vector<int64_t> stride,
+                   int64_t offset = 0) {
+    return zip_archive(
+        one_entry([&](PickleWriter& w) { tensor(w, "0", numel, size, stride, offset); }), four);
+  };
+  auto expect_one_line = [](const std::vector<uint8_t>& archive, const std::string& needle) {
+    expect_error(archive, needle);
+    EXPECT_EQ(error_of(archive).find('\n'), std::string::npos) << error_of(archive);
+  };
+  // Storage numel larger than its data/<key> record (16 bytes): 4 TiB is never allocated.
+  expect_one_line(entry(int64_t{1} << 40, {4}, {1}),
+                  "expected 1099511627776 float32 elements (4398046511104 bytes), found 16 bytes");
+  expect_one_line(entry(int64_t{1} << 62, {4}, {1}), "overflows a 64-bit byte count");
+  expect_one_line(entry(-4, {4}, {1}), "numel is not an int ≥ 0");
+  // Sizes: negative, huge, or whose product overflows.
+  expect_one_line(entry(4, {-4}, {1}), "ints ≥ 0");
+  expect_one_line(entry(4, {int64_t{1} << 40}, {1}), "reaches beyond storage");
+  expect_one_line(entry(4, {int64_t{1} << 32, int64_t{1} << 32, 0}, {0, 0, 1}),
+                  "overflows a 64-bit element count");
+  // A stride that points beyond the storage, or whose extent overflows.
+  expect_one_line(entry(4, {2}, {int64_t{1} << 40}), "reaches beyond storage");
+  expect_one_line(entry(4, {3}, {INT64_MAX / 2 + 1}), "overflows a 64-bit element index");
+  expect_one_line(entry(4, {2}, {-1}), "ints ≥ 0");
+  // An offset beyond the storage, or one that overflows with the view's extent.
+  expect_one_line(entry(4, {1}, {1}, int64_t{1} << 40), "reaches beyond storage");
+  expect_one_line(entry(4, {4}, {1}, INT64_MAX - 1), "overflows a 64-bit element index");
+  expect_one_line(entry(4, {1}, {1}, -1), "storage offset int ≥ 0");
+}
+
 TEST(TorchArchivePickle, BoundsNestingCyclesAndSharing) {
   // A list that contains itself.
   expect_error(zip_archive(std::vector<uint8_t>{0x80, 2, ']', 'q', 0, 'h', 0, 'a', '.'}),

@@ -31,6 +31,13 @@ constexpr std::array<StorageClass, 10> kStorageClasses = {{
 
 bool is_int(const Node* n) { return n->kind == NodeKind::kInt || n->kind == NodeKind::kBool; }
 
+// "(2, 3)", as Python prints a size or stride tuple.
+std::string shape_string(const std::vector<int64_t>& dims) {
+  std::string out = "(";
+  for (size_t d = 0; d < dims.size(); ++d) out += (d ? ", " : "") + std::to_string(dims[d]);
+  return out + (dims.size() == 1 ? ",)" : ")");
+}
+
 }  // namespace
 
 // What REDUCE may call, besides nothing else. Protocol 2 pickles `bytes` as
@@ -92,7 +99,8 @@ Node* Unpickler::persistent_load(const Node* pid, size_t pos) {
   if (a[3]->kind != NodeKind::kString) bad("the location is not a str");
   if (a[4]->kind != NodeKind::kInt || a[4]->i < 0) bad("numel is not an int ≥ 0");
   const int64_t numel = a[4]->i;
-  checked_mul(numel, element_size(*dtype), where_);
+  if (numel > INT64_MAX / element_size(*dtype))
+    bad("numel ", numel, " of ", scalar_type_name(*dtype), " overflows a 64-bit byte count");
 
   // Legacy files add (view_key, offset, view_numel) for storages that are slices of another.
   std::string view_key = a[2]->s;
@@ -179,9 +187,13 @@ Node* Unpickler::rebuild_tensor(const std::vector<Node*>& a, bool v2, size_t pos
   const StorageRef& s = storages_[t.storage];
   int64_t numel = 1, last = t.storage_offset;
   for (size_t d = 0; d < t.shape.size(); ++d) {
-    numel = checked_mul(numel, t.shape[d], where_);
-    if (t.shape[d] > 0)
-      last = checked_add(last, checked_mul(t.shape[d] - 1, t.stride[d], where_), where_);
+    int64_t reach = 0;
+    if (__builtin_mul_overflow(numel, t.shape[d], &numel))
+      bad("the size ", shape_string(t.shape), " overflows a 64-bit element count");
+    if (t.shape[d] > 0 && (__builtin_mul_overflow(t.shape[d] - 1, t.stride[d], &reach) ||
+                           __builtin_add_overflow(last, reach, &last)))
+      bad("the view (offset ", t.storage_offset, ", size ", shape_string(t.shape), ", stride ",
+          shape_string(t.stride), ") overflows a 64-bit element index");
   }
   if (numel == 0 ? t.storage_offset > s.view_numel : last >= s.view_numel)
     bad("the view (offset ", t.storage_offset, ", last element ", last,

@@ -42,8 +42,21 @@ void write_file_atomically(const std::filesystem::path& path,
                            const std::function<void(std::ostream&)>& write);
 
 /// Replaces directory `dir` with the content `fill` writes into a fresh temporary sibling
-/// directory: the old directory (if any) is swapped out with renames and removed afterwards.
+/// directory "<dir>.tmp.<pid>.<n>". Where `dir` exists the two are swapped in one step
+/// (renameat2 RENAME_EXCHANGE on Linux), so `dir` is always the old or the new complete
+/// directory, even after a kill; where the filesystem cannot, two renames with the old copy kept
+/// as "<dir>.old.tmp.<pid>.<n>" in between. A `fill` that throws leaves `dir` untouched. Starts
+/// with recover_directory_write(dir).
 void write_directory_atomically(const std::filesystem::path& dir,
                                 const std::function<void(const std::filesystem::path&)>& fill);
+
+/// Repairs what a killed write_directory_atomically left beside `dir`: when `dir` is missing,
+/// its complete old copy (if any) is moved back; temporary siblings of writers that no longer run
+/// are removed. Those of live processes (this one included) are left alone.
+void recover_directory_write(const std::filesystem::path& dir);
+
+/// Tests only: makes write_directory_atomically take the two-rename path of filesystems without
+/// RENAME_EXCHANGE.
+void disable_rename_exchange_for_testing(bool disabled);
 
 }  // namespace reft

@@ -28,6 +28,7 @@ namespace reft {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 using test::TempDir;
 using test::tensors_close;
 
@@ -35,17 +36,6 @@ fs::path write_lines(const fs::path& path, const std::vector<std::string>& lines
   std::ofstream out(path);
   for (const auto& l : lines) out << l << "\n";
   return path;
-}
-
-// The message of the reft::Error that `f` throws ("" when it throws none).
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 CounterfactualPair id_pair(std::vector<int64_t> base, std::vector<int64_t> source,
@@ -257,7 +247,7 @@ TEST_F(TinyModelTest, DasRejectsBadOptionsAndDataUpFront) {
   const auto option_error = [&](int64_t layer, const DasOptions& o) {
     return error_of([&] { check_das_options(*model_, layer, o); });
   };
-  EXPECT_EQ(option_error(2, {}), "");
+  EXPECT_EQ(option_error(2, {}), "(no error)");
   EXPECT_NE(option_error(2, {.type = InterventionType::kLoReFT}).find("[DasOptions.type]"),
             std::string::npos);
   EXPECT_NE(option_error(3, {}).find("out of range"), std::string::npos);
@@ -268,7 +258,7 @@ TEST_F(TinyModelTest, DasRejectsBadOptionsAndDataUpFront) {
                 .find("[DasOptions.low_rank_dimension]"),
             std::string::npos);
   EXPECT_EQ(option_error(0, {.type = InterventionType::kBoundlessRotated, .low_rank_dimension = 0}),
-            "")
+            "(no error)")
       << "boundless DAS learns its width; --rank does not apply";
   EXPECT_NE(option_error(0, {.epochs = 0}).find("[DasOptions.epochs]"), std::string::npos);
   EXPECT_NE(option_error(0, {.lr = std::nan("")}).find("[DasOptions.lr]"), std::string::npos);
@@ -286,7 +276,7 @@ TEST_F(TinyModelTest, DasRejectsBadOptionsAndDataUpFront) {
             std::string::npos)
       << "pair 1 has no label";
   pairs[1].label_id = 8;
-  EXPECT_EQ(pair_error({.train = {0}, .eval = {1}}), "");
+  EXPECT_EQ(pair_error({.train = {0}, .eval = {1}}), "(no error)");
 }
 
 // stories260K ships tokenizer.model and tokenizer.json, and the automatic choice is SentencePiece,

@@ -25,17 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// The message of the reft::Error `f` throws; "(no error)" when it returns.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 void expect_one_line_error(const std::string& message, const std::string& needle) {
   EXPECT_NE(message.find(needle), std::string::npos) << "wanted '" << needle << "' in: " << message;

@@ -12,7 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "reft/error.h"
+
 namespace reft::test {
+
+/// The message of the reft::Error that `f` throws; "(no error)" when it returns. Other exceptions
+/// pass through (a test then fails with them).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
 
 /// ../shared beside the checkout, or $REFT_SHARED; empty when neither exists.
 inline std::filesystem::path shared_dir() {

@@ -24,6 +24,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using test::error_of;
 
 std::vector<uint8_t> read_bytes(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -108,15 +109,6 @@ std::vector<uint8_t> rezip(const std::vector<uint8_t>& archive, pickle::ZipWrite
   zip.finish();
   const std::string s = std::move(out).str();
   return {s.begin(), s.end()};
-}
-
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(TorchArchive, GoldenPyreftFilesMatchExpectedSafetensors) {

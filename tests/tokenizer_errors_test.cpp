@@ -323,21 +323,7 @@ std::string random_text(std::mt19937& rng) {
     const char32_t cp = std::uniform_int_distribution<uint32_t>(lo, hi)(rng);
     if (cp >= 0xD800 && cp <= 0xDFFF) continue;
     if (std::uniform_int_distribution<int>(0, 20)(rng) == 0) out += "</s>";
-    if (cp < 0x80) {
-      out.push_back(static_cast<char>(cp));
-    } else if (cp < 0x800) {
-      out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-      out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    } else {
-      out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-      out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-    }
+    reft::tok::append_utf8(out, cp);
   }
   return out;
 }

@@ -59,15 +59,7 @@ MatchRanges Pattern::find_all(std::string_view text) const {
 }
 
 std::string Pattern::replace_all(std::string_view text, std::string_view replacement) const {
-  std::string out;
-  size_t prev = 0;
-  for (const auto& [begin, end] : find_all(text)) {
-    out.append(text.substr(prev, begin - prev));
-    out.append(replacement);
-    prev = end;
-  }
-  out.append(text.substr(prev));
-  return out;
+  return replace_ranges(text, find_all(text), replacement);
 }
 
 namespace {

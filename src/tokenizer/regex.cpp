@@ -116,9 +116,14 @@ MatchRanges Regex::find_all(std::string_view text) const {
 }
 
 std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
+  return replace_ranges(text, find_all(text), replacement);
+}
+
+std::string replace_ranges(std::string_view text, const MatchRanges& ranges,
+                           std::string_view replacement) {
   std::string out;
   size_t prev = 0;
-  for (const auto& [begin, end] : find_all(text)) {
+  for (const auto& [begin, end] : ranges) {
     out.append(text.substr(prev, begin - prev));
     out.append(replacement);
     prev = end;

@@ -38,6 +38,10 @@ class Regex {
   std::string where_;
 };
 
+/// `text` with each of the sorted, non-overlapping `ranges` replaced by `replacement`.
+std::string replace_ranges(std::string_view text, const MatchRanges& ranges,
+                           std::string_view replacement);
+
 /// Byte ranges of the non-overlapping occurrences of `needle` in `text` (none for an empty needle).
 MatchRanges find_literal(std::string_view text, std::string_view needle);
 

@@ -12,6 +12,7 @@
 #include "pickle/pickle_writer.h"
 #include "pickle/zip_reader.h"
 #include "pickle/zip_writer.h"
+#include "pickle_test_util.h"
 #include "reft/error.h"
 #include "reft/torch_archive.h"
 #include "test_util.h"
@@ -98,20 +99,7 @@ Bytes rezip(const pickle::ZipReader& in, pickle::ZipWriterOptions options,
 // The same state dict in the legacy (non-zip) format, each tensor a view of one shared storage.
 Bytes legacy(const TensorDict& d) {
   pickle::PickleWriter w;
-  const uint8_t magic[] = {10, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  w.proto(2);
-  w.op(op::kLong1);
-  w.raw(magic);
-  w.op(op::kStop);
-  w.proto(2);
-  w.integer(1001);
-  w.op(op::kStop);
-  w.proto(2);
-  w.op(op::kEmptyDict);
-  w.unicode("little_endian");
-  w.boolean(true);
-  w.op(op::kSetItem);
-  w.op(op::kStop);
+  test::write_legacy_header(w);
   w.proto(2);
   w.memo_global("collections", "OrderedDict");
   w.op(op::kEmptyTuple);

@@ -15,6 +15,7 @@
 #include "pickle/pickle_writer.h"
 #include "pickle/zip_reader.h"
 #include "pickle/zip_writer.h"
+#include "pickle_test_util.h"
 #include "reft/error.h"
 #include "reft/torch_archive.h"
 #include "test_util.h"
@@ -285,21 +286,7 @@ TEST(TorchArchive, ReadsTheLegacyFormat) {
   // Tensor "a" views storage "s" (3 floats) through a legacy storage view (offset 1, 2 elements).
   pickle::PickleWriter w;
   namespace op = pickle::op;
-  w.proto(2);
-  const uint8_t magic[] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
-  w.op(op::kLong1);
-  w.raw(std::vector<uint8_t>{10});
-  w.raw(magic);
-  w.op(op::kStop);
-  w.proto(2);
-  w.integer(1001);
-  w.op(op::kStop);
-  w.proto(2);
-  w.op(op::kEmptyDict);
-  w.unicode("little_endian");
-  w.boolean(true);
-  w.op(op::kSetItem);
-  w.op(op::kStop);
+  test::write_legacy_header(w);
   w.proto(2);
   w.global("collections", "OrderedDict");
   w.op(op::kEmptyTuple);

@@ -13,6 +13,7 @@ packages=(
   libsentencepiece-dev  # tokenizer.model when a model has no tokenizer.json
   libgtest-dev libgmock-dev
   zlib1g-dev            # deflate entries in torch.save zip archives (pyreft .bin)
+  libcpp-httplib-dev    # reft serve: packaged, maintained HTTP server (thread pool, chunked SSE, body limits)
   clang libclang-rt-dev # libFuzzer targets of fuzz/ (scripts/fuzz.sh)
 )
 

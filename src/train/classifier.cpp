@@ -13,6 +13,7 @@
 #include "reft/adapter.h"
 #include "reft/error.h"
 #include "reft/runtime.h"
+#include "util/files.h"
 
 namespace reft {
 
@@ -407,7 +408,17 @@ LoadedClassifier load_classifier(Model& base, const std::filesystem::path& dir,
   out.reft = std::move(loaded.reft);
   out.template_name = loaded.meta.template_name;
   const auto& extra = loaded.meta.extra;
-  auto labels = LabelSpace::from_json(extra.value("classification", nlohmann::json::object()));
+  LabelSpace labels;
+  try {
+    labels = LabelSpace::from_json(extra.value("classification", nlohmann::json::object()));
+  } catch (const nlohmann::json::exception& e) {
+    fail("[", (dir / "reft_config.json").string(),
+         "] expected extra.classification {labels: [names], problem_type: name}, found ",
+         json_error_summary(e));
+  }
+  if (labels.problem != ProblemType::kRegression && labels.names.empty())
+    fail("[", (dir / "reft_config.json").string(),
+         "] expected extra.classification.labels to name the classes, found none");
   out.classifier = std::make_unique<ReftClassifier>(*out.reft, labels);
   out.classifier->load_head(loaded.extra_tensors, (dir / "interventions.safetensors").string());
   return out;

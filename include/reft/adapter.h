@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "reft/adapter_files.h"
 #include "reft/reft_model.h"
 
 namespace reft {
@@ -42,7 +43,5 @@ LoadedAdapter load_adapter(Model& base, const std::filesystem::path& dir,
 /// Causal-LM and steering adapters pass.
 void require_generation_adapter(const LoadedAdapter& adapter, const std::string& where);
 
-/// Reads only reft_config.json (for inspection).
-nlohmann::json read_adapter_config(const std::filesystem::path& dir);
 
 }  // namespace reft

@@ -1,6 +1,5 @@
 #include "reft/adapter.h"
 
-#include <cstdio>
 #include <set>
 
 #include "io/paths.h"
@@ -12,19 +11,9 @@ namespace reft {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr const char* kConfigFile = "reft_config.json";
-constexpr const char* kTensorFile = "interventions.safetensors";
-constexpr int kFormatVersion = 1;
-
-// FNV-1a of a file's bytes, as 16 hex digits.
-std::string file_checksum(const fs::path& path) {
-  const std::string bytes = read_file(path);
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+constexpr const char* kConfigFile = kAdapterConfigFile;
+constexpr const char* kTensorFile = kAdapterTensorFile;
+constexpr int kFormatVersion = kAdapterFormatVersion;
 }  // namespace
 
 void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta& meta,
@@ -53,36 +42,9 @@ void save_adapter(const ReftModel& reft, const fs::path& dir, const AdapterMeta&
   // between the two renames is detected at load instead of pairing a config with other tensors.
   fs::create_directories(dir);
   save_safetensors(dir / kTensorFile, tensors, {{"format", "reft"}});
-  config["tensors_checksum"] = file_checksum(dir / kTensorFile);
+  config["tensors_checksum"] = adapter_file_checksum(dir / kTensorFile);
   write_file_atomically(dir / kConfigFile,
                         [&](std::ostream& out) { out << config.dump(2) << "\n"; });
-}
-
-nlohmann::json read_adapter_config(const fs::path& dir) {
-  if (!fs::is_directory(dir)) fail("[", dir.string(), "] adapter directory not found");
-  const fs::path path = file_inside(dir, kConfigFile, dir.string(), "the adapter's config");
-  if (!fs::exists(path)) {
-    if (fs::exists(dir / "config.json"))
-      fail("[", dir.string(),
-           "] this looks like a pyreft adapter (config.json + intkey_*.bin); convert it with "
-           "reft convert --from pyreft");
-    fail("[", path.string(), "] file not found; not a reft adapter directory");
-  }
-  auto j = read_json_file(path);
-  if (!j.is_object() || !j.contains("format") || j["format"] != "reft-adapter")
-    fail("[", path.string(), "] expected \"format\": \"reft-adapter\"");
-  const auto version = j.find("version");
-  if (version != j.end() && !version->is_number_integer())
-    fail("[", path.string(), "] field 'version': expected an integer, found ",
-         version->type_name());
-  if (version != j.end() && version->get<int64_t>() > kFormatVersion)
-    fail("[", path.string(), "] adapter format version ", version->get<int64_t>(),
-         " is newer than this reft (", kFormatVersion, ")");
-  for (const char* key : {"base_model", "reft"})
-    if (!j.contains(key) || !j[key].is_object())
-      fail("[", path.string(), "] field '", key, "': expected an object, found ",
-           j.contains(key) ? j[key].type_name() : "nothing");
-  return j;
 }
 
 namespace {
@@ -121,11 +83,7 @@ LoadedAdapter load_adapter_checked(Model& base, const fs::path& dir, bool allow_
   out.meta.task = j.value("task", "causal_lm");
   out.meta.template_name = j.value("template", "none");
   out.meta.extra = j.value("extra", nlohmann::json::object());
-  const fs::path tensor_path = file_inside(dir, kTensorFile, dir.string(), "the adapter's tensors");
-  if (!fs::exists(tensor_path)) fail("[", tensor_path.string(), "] file not found");
-  if (j.contains("tensors_checksum") && j["tensors_checksum"] != file_checksum(tensor_path))
-    fail("[", tensor_path.string(), "] does not match ", kConfigFile,
-         " (checksum differs): the adapter was written incompletely; retrain or restore it");
+  const fs::path tensor_path = adapter_tensor_file(dir, j);
   auto file = SafetensorsFile::open(tensor_path);
   std::set<std::string> own;
   for (const auto& [name, t] : out.reft->state()) own.insert(name);

@@ -37,6 +37,10 @@ Opened open_all(const Args& args) {
   o.model = load_model(args.get("model"), lo);
   o.tokenizer = Tokenizer::load(args.get("model"));
   o.adapter_config = read_adapter_config(args.get("adapter"));
+  for (const char* key : {"task", "template"})
+    if (o.adapter_config.contains(key) && !o.adapter_config[key].is_string())
+      fail("[", args.get("adapter"), "/reft_config.json] field '", key,
+           "': expected a string, found ", o.adapter_config[key].dump());
   o.data = data_options(args);
   // The adapter's template unless --template overrides it.
   if (!args.has("template")) o.data.template_name = o.adapter_config.value("template", "none");

@@ -62,36 +62,19 @@ torch::Tensor LayerNorm::operator()(const torch::Tensor& x) const {
 }
 
 Rotary::Rotary(const ConfigReader& config, int64_t head_dim) {
-  const double theta = config.number_or("rope_theta", 10000.0);
-  const double partial = config.number_or("partial_rotary_factor", 1.0);
-  head_dim_ = static_cast<int64_t>(head_dim * partial);
-  if (head_dim_ != head_dim)
-    fail("[", config.where(), "] field 'partial_rotary_factor': expected 1.0, found ", partial,
-         "; partial rotary embeddings are not supported");
+  const RopeConfig rope = read_rope_config(config, head_dim);
+  head_dim_ = head_dim;
   // Computed in float32 exactly as HF does: 1 / theta^(2i/d).
   auto exponent = torch::arange(0, head_dim_, 2, torch::kInt64).to(torch::kFloat32) /
                   static_cast<double>(head_dim_);
-  inv_freq_ = torch::pow(theta, exponent).reciprocal();
-
-  if (!config.has("rope_scaling")) return;
-  const auto& scaling = config.json().at("rope_scaling");
-  if (!scaling.is_object()) config.bad("rope_scaling", "an object or null");
-  std::string type;
-  if (scaling.contains("rope_type") && scaling["rope_type"].is_string())
-    type = scaling["rope_type"];
-  else if (scaling.contains("type") && scaling["type"].is_string())
-    type = scaling["type"];
-  ConfigReader s(scaling, config.where() + "] [rope_scaling");
-  if (type == "default") return;
-  if (type == "linear") {
-    inv_freq_ = inv_freq_ / s.number("factor");
-    return;
-  }
-  if (type == "llama3") {
-    const double factor = s.number("factor");
-    const double low = s.number("low_freq_factor");
-    const double high = s.number("high_freq_factor");
-    const double old_context = s.number("original_max_position_embeddings");
+  inv_freq_ = torch::pow(rope.theta, exponent).reciprocal();
+  if (rope.scaling == RopeConfig::Scaling::kLinear) {
+    inv_freq_ = inv_freq_ / rope.factor;
+  } else if (rope.scaling == RopeConfig::Scaling::kLlama3) {
+    const double factor = rope.factor;
+    const double low = rope.low_freq_factor;
+    const double high = rope.high_freq_factor;
+    const double old_context = rope.original_max_position_embeddings;
     const double low_wavelen = old_context / low, high_wavelen = old_context / high;
     auto wavelen = 2 * M_PI / inv_freq_;
     auto scaled = torch::where(wavelen > low_wavelen, inv_freq_ / factor, inv_freq_);
@@ -99,11 +82,7 @@ Rotary::Rotary(const ConfigReader& config, int64_t head_dim) {
     auto smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
     auto medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
     inv_freq_ = torch::where(medium, smoothed, scaled);
-    return;
   }
-  fail("[", config.where(),
-       "] field 'rope_scaling': expected rope_type 'linear' or 'llama3', found '",
-       type.empty() ? scaling.dump() : type, "'; this scaling is not supported");
 }
 
 void Rotary::grow(int64_t length, torch::Device device) {

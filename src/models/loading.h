@@ -1,6 +1,6 @@
 #pragma once
-// Internal helpers shared by the architecture files: reading config.json fields with errors that
-// name the file and field, and a weight builder whose prefixes follow the HF module tree.
+// Internal helpers shared by the architecture files: the config.json reader (reft/model_config.h,
+// torch-free) and a weight builder whose prefixes follow the HF module tree.
 
 #include <torch/torch.h>
 
@@ -16,37 +16,9 @@
 
 #include "reft/checkpoint.h"
 #include "reft/model.h"
+#include "reft/model_config.h"
 
 namespace reft {
-
-/// Typed access to config.json. Every error reads "[<dir>/config.json] field '<key>': expected …".
-class ConfigReader {
- public:
-  ConfigReader(nlohmann::json json, std::string where)
-      : json_(std::move(json)), where_(std::move(where)) {}
-
-  bool has(const std::string& key) const;  // present and not null
-  int64_t integer(const std::string& key) const;
-  int64_t integer_or(const std::string& key, int64_t fallback) const;
-  int64_t positive(const std::string& key) const;  // integer > 0
-  double number(const std::string& key) const;
-  double number_or(const std::string& key, double fallback) const;
-  bool boolean_or(const std::string& key, bool fallback) const;
-  std::string string_or(const std::string& key, const std::string& fallback) const;
-  /// An integer or a list of integers (eos_token_id may be either).
-  std::vector<int64_t> integer_list(const std::string& key) const;
-  /// The first key present among `keys` (e.g. GPT-2's n_embd vs hidden_size); fails naming all.
-  int64_t positive_any(std::initializer_list<const char*> keys) const;
-
-  [[noreturn]] void bad(const std::string& key, const std::string& expected) const;
-  const nlohmann::json& json() const { return json_; }
-  const std::string& where() const { return where_; }
-
- private:
-  const nlohmann::json& at(const std::string& key) const;
-  nlohmann::json json_;
-  std::string where_;
-};
 
 /// Makes a weight for a name and shape instead of reading it (random models for presets/tests).
 using WeightSynthesizer =

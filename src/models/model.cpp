@@ -34,99 +34,6 @@ Component parse_component(std::string_view name) {
       name, "'");
 }
 
-// ---- ConfigReader ----
-
-const nlohmann::json& ConfigReader::at(const std::string& key) const {
-  auto it = json_.find(key);
-  if (it == json_.end() || it->is_null())
-    fail("[", where_, "] field '", key, "': required but missing");
-  return *it;
-}
-
-void ConfigReader::bad(const std::string& key, const std::string& expected) const {
-  auto it = json_.find(key);
-  std::string found = it == json_.end() ? std::string("nothing")
-                                         : it->dump(-1, ' ', false,
-                                                    nlohmann::json::error_handler_t::replace);
-  if (found.size() > 120) found = found.substr(0, 120) + "…";
-  fail("[", where_, "] field '", key, "': expected ", expected, ", found ", found);
-}
-
-bool ConfigReader::has(const std::string& key) const {
-  auto it = json_.find(key);
-  return it != json_.end() && !it->is_null();
-}
-
-int64_t ConfigReader::integer(const std::string& key) const {
-  const auto& v = at(key);
-  if (v.is_number_integer()) return v.get<int64_t>();
-  // A float that is a whole number (HF configs sometimes hold 4096.0), inside int64's range: a
-  // cast of 1e300 would be undefined behaviour.
-  if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
-      std::fabs(v.get<double>()) < 9.0e18)
-    return static_cast<int64_t>(v.get<double>());
-  bad(key, "an integer");
-}
-
-int64_t ConfigReader::integer_or(const std::string& key, int64_t fallback) const {
-  return has(key) ? integer(key) : fallback;
-}
-
-int64_t ConfigReader::positive(const std::string& key) const {
-  // Sizes, counts and lengths: anything past 2^24 is no real model's (the largest vocabularies
-  // are ~2^18, hidden sizes ~2^14) and is refused before any tensor is sized from it.
-  constexpr int64_t kMaxSize = int64_t{1} << 24;
-  const int64_t v = integer(key);
-  if (v <= 0) bad(key, "a positive integer");
-  if (v > kMaxSize) bad(key, "a positive integer of at most " + std::to_string(kMaxSize));
-  return v;
-}
-
-int64_t ConfigReader::positive_any(std::initializer_list<const char*> keys) const {
-  for (const char* k : keys)
-    if (has(k)) return positive(k);
-  std::string names;
-  for (const char* k : keys) names += (names.empty() ? "" : " or ") + std::string(k);
-  fail("[", where_, "] field '", names, "': required but missing");
-}
-
-double ConfigReader::number(const std::string& key) const {
-  const auto& v = at(key);
-  if (!v.is_number()) bad(key, "a number");
-  return v.get<double>();
-}
-
-double ConfigReader::number_or(const std::string& key, double fallback) const {
-  return has(key) ? number(key) : fallback;
-}
-
-bool ConfigReader::boolean_or(const std::string& key, bool fallback) const {
-  if (!has(key)) return fallback;
-  const auto& v = at(key);
-  if (!v.is_boolean()) bad(key, "true or false");
-  return v.get<bool>();
-}
-
-std::string ConfigReader::string_or(const std::string& key, const std::string& fallback) const {
-  if (!has(key)) return fallback;
-  const auto& v = at(key);
-  if (!v.is_string()) bad(key, "a string");
-  return v.get<std::string>();
-}
-
-std::vector<int64_t> ConfigReader::integer_list(const std::string& key) const {
-  if (!has(key)) return {};
-  const auto& v = at(key);
-  std::vector<int64_t> out;
-  if (v.is_number_integer()) return {v.get<int64_t>()};
-  if (!v.is_array()) bad(key, "an integer or a list of integers");
-  for (const auto& x : v) {
-    if (!x.is_number_integer()) bad(key, "an integer or a list of integers");
-    out.push_back(x.get<int64_t>());
-  }
-  return out;
-}
-
 // ---- WeightBuilder ----
 
 WeightBuilder::WeightBuilder(const ModelSource& source)
@@ -311,37 +218,11 @@ KVCache Model::new_cache(int64_t batch, int64_t capacity) const {
 
 std::unique_ptr<Model> load_model(const fs::path& dir, const LoadOptions& options) {
   runtime();  // one pool, BLAS resolved: a library user need not call init_runtime()
-  if (!fs::is_directory(dir)) {
-    if (!fs::exists(dir)) fail("[", dir.string(), "] model directory not found");
-    fail("[", dir.string(), "] expected a model directory, found a file");
-  }
-  const fs::path config_path = dir / "config.json";
-  if (!fs::exists(config_path))
-    fail("[", config_path.string(), "] file not found; not a HuggingFace model folder");
-  auto json = read_json_file(config_path);
-  if (!json.is_object())
-    fail("[", config_path.string(), "] expected a JSON object, found ", json.type_name());
-  auto archs = json.find("architectures");
-  if (archs == json.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string())
-    fail("[", config_path.string(),
-         "] field 'architectures': expected a list with the model class name, found ",
-         archs == json.end() ? std::string("nothing") : std::string(archs->type_name()));
-  std::optional<ConfigReader> generation;
-  const fs::path gen_path = dir / "generation_config.json";
-  if (fs::exists(gen_path)) {
-    auto g = read_json_file(gen_path);
-    if (!g.is_object())
-      fail("[", gen_path.string(), "] expected a JSON object, found ", g.type_name());
-    generation.emplace(std::move(g), gen_path.string());
-  }
+  auto files = read_model_config(dir);
   if (!torch::isFloatingType(options.dtype)) usage_fail("[--dtype] expected a floating dtype");
   // Check the architecture before touching the weights: an unknown one is the likelier mistake.
-  ModelSource source{dir,
-                     ConfigReader(std::move(json), config_path.string()),
-                     std::move(generation),
-                     std::nullopt,
-                     options,
-                     {}};
+  ModelSource source{
+      dir, std::move(files.config), std::move(files.generation_config), std::nullopt, options, {}};
   architecture_loader(source.config);
   source.checkpoint = Checkpoint::open(dir);
   return build_model(source);
@@ -357,8 +238,8 @@ ArchitectureLoader architecture_loader(const ConfigReader& config) {
     std::string known;
     for (const auto& entry : architecture_registry())
       known += (known.empty() ? "" : ", ") + std::string(entry.name);
-    fail("[", config.where(), "] field 'architectures': expected one of ", known, ", found '", printable_name(arch),
-         "'; this architecture is not supported");
+    fail("[", config.where(), "] field 'architectures': expected one of ", known, ", found '",
+         printable_name(arch), "'; this architecture is not supported");
   }
   return loader;
 }

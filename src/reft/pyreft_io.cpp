@@ -10,6 +10,7 @@
 #include "reft/error.h"
 #include "reft/pyreft.h"
 #include "reft/pyreft_common.h"
+#include "reft/pyreft_config.h"
 #include "util/files.h"
 
 namespace reft {
@@ -19,105 +20,12 @@ using pyreft::find;
 
 namespace {
 
-// RepresentationConfig's fields, in namedtuple order (pyvene 0.1.7; 0.0.x lacks latent_dim).
-constexpr const char* kFields[] = {"layer",
-                                   "component",
-                                   "unit",
-                                   "max_number_of_units",
-                                   "low_rank_dimension",
-                                   "intervention_type",
-                                   "intervention",
-                                   "subspace_partition",
-                                   "group_key",
-                                   "intervention_link_key",
-                                   "moe_key",
-                                   "source_representation",
-                                   "hidden_source_representation",
-                                   "latent_dim"};
-constexpr size_t kNumFields = sizeof(kFields) / sizeof(kFields[0]);
-
-// Fields that change what pyvene computes and that reft does not implement.
-constexpr const char* kUnsupported[] = {"subspace_partition",    "group_key",
-                                        "intervention_link_key", "moe_key",
-                                        "source_representation", "hidden_source_representation"};
-
+// A representation with its names resolved.
 struct Representation {
   int64_t layer = 0;
   Component component = Component::kBlockOutput;
   std::optional<int64_t> rank;
-  std::optional<std::string> type;  // class string, when the representation names one
 };
-
-Representation parse_representation(const json& r, const std::string& at) {
-  std::map<std::string, json> f;
-  if (r.is_array()) {
-    if (r.size() > kNumFields)
-      fail("[", at, "] expected at most ", kNumFields, " RepresentationConfig fields, found ",
-           r.size());
-    for (size_t i = 0; i < r.size(); ++i) f[kFields[i]] = r[i];
-  } else if (r.is_object()) {
-    for (const auto& [k, v] : r.items()) {
-      bool known = false;
-      for (const char* name : kFields) known = known || k == name;
-      if (!known) fail("[", at, "] unexpected RepresentationConfig field '", k, "'");
-      f[k] = v;
-    }
-  } else {
-    fail("[", at, "] expected a RepresentationConfig list or object, found ", r.type_name());
-  }
-  const auto get = [&](const char* k) -> const json& {
-    static const json null;
-    auto it = f.find(k);
-    return it == f.end() ? null : it->second;
-  };
-  Representation out;
-  if (const auto& v = get("layer"); !v.is_null()) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0)
-      fail("[", at, "] layer: expected a non-negative integer, found ", v.dump());
-    out.layer = v.get<int64_t>();
-  }
-  if (const auto& v = get("component"); !v.is_null()) {
-    if (!v.is_string()) fail("[", at, "] component: expected a string, found ", v.dump());
-    const auto c = v.get<std::string>();
-    if (c.find('.') != std::string::npos)
-      fail("[", at,
-           "] component: expected a pyvene component name such as block_output, found the module "
-           "path '",
-           c, "' (pyreft with LoRA); reft does not support module-path components");
-    try {
-      out.component = parse_component(c);
-    } catch (const UsageError& e) {
-      fail("[", at,
-           "] component: expected block_input, attention_input, attention_output, mlp_input, "
-           "mlp_output or block_output, found '",
-           c, "'");
-    }
-  }
-  if (const auto& v = get("unit"); !v.is_null() && v != "pos")
-    fail("[", at, "] unit: expected \"pos\", found ", v.dump(),
-         "; reft intervenes on positions only");
-  if (const auto& v = get("max_number_of_units"); !v.is_null() && v != 1)
-    fail("[", at, "] max_number_of_units: expected 1, found ", v.dump());
-  if (const auto& v = get("low_rank_dimension"); !v.is_null()) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 1)
-      fail("[", at, "] low_rank_dimension: expected a positive integer, found ", v.dump());
-    out.rank = v.get<int64_t>();
-  }
-  if (const auto& v = get("intervention_type"); !v.is_null()) {
-    if (!v.is_string())
-      fail("[", at, "] intervention_type: expected a class string, found ", v.dump());
-    out.type = v.get<std::string>();
-  }
-  if (const auto& v = get("intervention"); !v.is_null())
-    fail("[", at,
-         "] intervention: expected null (pyvene saves the type in intervention_types), found ",
-         v.dump());
-  for (const char* k : kUnsupported)
-    if (const auto& v = get(k); !v.is_null() && v != false)
-      fail("[", at, "] ", k, ": expected null, found ", v.dump(),
-           "; reft does not support pyvene's ", k);
-  return out;
-}
 
 // "<class 'pyreft.interventions.LoreftIntervention'>" → kLoReFT.
 InterventionType parse_class(const std::string& text, const std::string& at) {
@@ -134,8 +42,8 @@ InterventionType parse_class(const std::string& text, const std::string& at) {
          "LobireftIntervention, LowRankRotatedSpaceIntervention, RotatedSpaceIntervention, "
          "BoundlessRotatedSpaceIntervention, SigmoidMaskIntervention, VanillaIntervention, "
          "AdditionIntervention, "
-         "SubtractionIntervention, ZeroIntervention, CollectIntervention), found '",
-         text, "'");
+         "SubtractionIntervention, ZeroIntervention, CollectIntervention), found ",
+         json_excerpt(text));
   }
 }
 
@@ -226,55 +134,29 @@ PyreftAdapter read_pyreft_adapter(const fs::path& dir, const PyreftReadOptions& 
 
 namespace {
 PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& options) {
-  if (!fs::is_directory(dir)) fail("[", dir.string(), "] pyreft adapter directory not found");
-  const fs::path config_path = file_inside(dir, "config.json", dir.string(), "the pyreft config");
-  if (!fs::exists(config_path))
-    fail("[", config_path.string(),
-         "] file not found; a pyreft directory holds config.json and intkey_*.bin");
-  const std::string where = config_path.string();
-  const json j = read_json_file(config_path);
-  if (!j.is_object() || !j.contains("representations"))
-    fail("[", where,
-         "] expected a pyvene IntervenableConfig with 'representations' and 'intervention_types', "
-         "found ",
-         j.is_object() ? "an object without 'representations' (a model's config.json?)"
-                       : j.type_name());
-  if (auto m = j.find("mode"); m != j.end() && !m->is_null() && *m != "parallel")
-    fail("[", where, "] mode: expected \"parallel\", found ", m->dump());
+  const PyreftConfigText text = read_pyreft_config(dir);
+  const std::string where = text.path.string();
+  const json& j = text.json;
 
-  // Representations, in pyvene's order (the order of the keys and the files).
-  json list = j["representations"];
-  if (list.is_object() ||
-      (list.is_array() && !list.empty() && !list[0].is_array() && !list[0].is_object()))
-    list = json::array({list});  // one representation, as a dict or a bare positional list
-  if (!list.is_array() || list.empty())
-    fail("[", where, "] representations: expected a non-empty list, found ", list.dump());
-  // ReftConfig's bound (reft_config.cpp): each intervention costs time and memory to build.
-  constexpr size_t kMaxInterventions = 4096;
-  if (list.size() > kMaxInterventions)
-    fail("[", where, "] representations: expected at most ", kMaxInterventions,
-         " interventions, found ", list.size());
-  std::vector<Representation> reps;
-  for (size_t i = 0; i < list.size(); ++i)
-    reps.push_back(
-        parse_representation(list[i], where + "] [representations[" + std::to_string(i) + "]"));
-  const size_t n = reps.size();
-
-  // Intervention types: one class string per representation, or one for all.
-  const json& types_json = j.contains("intervention_types") ? j["intervention_types"] : json();
+  // Names resolved: components and intervention classes.
+  const size_t n = text.representations.size();
+  std::vector<Representation> reps(n);
   std::vector<InterventionType> types(n);
   for (size_t i = 0; i < n; ++i) {
-    const std::string at = where + "] [intervention_types[" + std::to_string(i) + "]";
-    if (reps[i].type) {
-      types[i] = parse_class(*reps[i].type, at);
-    } else if (types_json.is_string()) {
-      types[i] = parse_class(types_json.get<std::string>(), at);
-    } else if (types_json.is_array() && types_json.size() == n && types_json[i].is_string()) {
-      types[i] = parse_class(types_json[i].get<std::string>(), at);
-    } else {
-      fail("[", where, "] intervention_types: expected ", n,
-           " class strings (one per representation), found ", types_json.dump());
+    const auto& r = text.representations[i];
+    const std::string at = where + "] [representations[" + std::to_string(i) + "]";
+    reps[i].layer = r.layer;
+    reps[i].rank = r.rank;
+    try {
+      reps[i].component = parse_component(r.component);
+    } catch (const UsageError&) {
+      fail("[", at,
+           "] component: expected block_input, attention_input, attention_output, mlp_input, "
+           "mlp_output or block_output, found ",
+           json_excerpt(r.component));
     }
+    types[i] =
+        parse_class(r.type_class, where + "] [intervention_types[" + std::to_string(i) + "]");
   }
 
   // Keys: pyvene recomputes them from the representations; sorted_keys must agree.
@@ -290,27 +172,14 @@ PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& 
   if (auto s = j.find("sorted_keys"); s != j.end() && !s->is_null()) {
     if (!s->is_array() || s->size() != n)
       fail("[", where, "] sorted_keys: expected ", n, " keys (one per representation), found ",
-           s->dump());
+           json_excerpt(*s));
     for (size_t i = 0; i < n; ++i)
       if ((*s)[i] != out.keys[i] && (*s)[i] != dotted[i])
         fail("[", where, "] sorted_keys[", i, "]: expected '", out.keys[i],
-             "' (from representations[", i, "]), found ", (*s)[i].dump());
+             "' (from representations[", i, "]), found ", json_excerpt((*s)[i]));
   }
 
-  // interchange_dim per intervention (pyvene 0.1.7 records it; older versions write null).
-  std::vector<std::optional<int64_t>> dims(n);
-  if (auto d = j.find("intervention_dimensions"); d != j.end() && !d->is_null()) {
-    if (!d->is_array() || d->size() != n)
-      fail("[", where, "] intervention_dimensions: expected ", n, " entries, found ", d->dump());
-    for (size_t i = 0; i < n; ++i) {
-      const auto& v = (*d)[i];
-      if (v.is_null()) continue;
-      if (!v.is_number_integer() || v.get<int64_t>() < 0)
-        fail("[", where, "] intervention_dimensions[", i, "]: expected an integer, found ",
-             v.dump(), "; subspace interchange dims are not supported");
-      dims[i] = v.get<int64_t>();
-    }
-  }
+  const auto& dims = text.dimensions;
 
   // The intkey files.
   out.files.resize(n);

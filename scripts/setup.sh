@@ -20,7 +20,9 @@ packages=(
 # The reference renderer of chat templates (@huggingface/jinja, one package, pinned in
 # tools/jinja-ref/package-lock.json): optional. With it chat_template_test also re-checks reft
 # against the live reference; without it (no npm, no network) the test uses the recorded results.
-jinja_ref="$(dirname "$0")/../tools/jinja-ref"
+script_dir="${BASH_SOURCE[0]%/*}"  # no dirname: PATH may be minimal (see cli_usability_test)
+[ "$script_dir" = "${BASH_SOURCE[0]}" ] && script_dir=.
+jinja_ref="$script_dir/../tools/jinja-ref"
 if command -v npm >/dev/null 2>&1 && [ ! -d "$jinja_ref/node_modules/@huggingface/jinja" ]; then
   (cd "$jinja_ref" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
     echo "setup: note: npm ci in tools/jinja-ref failed; the live chat-template check is skipped" >&2

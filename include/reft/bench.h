@@ -71,3 +71,32 @@ std::pair<double, double> train_step_flops(const ReftModel& reft, int64_t B, int
 TrainBenchResult bench_train(ReftModel& reft, const TrainBenchOptions& options);
 
 }  // namespace reft
+
+namespace reft {
+
+struct ServeBenchOptions {
+  int64_t adapters = 64;       // distinct LoReFT adapters, one per request in the adapter run
+  int64_t streams = 16;        // concurrent requests (the engine's max_seqs)
+  int64_t requests = 64;       // requests per concurrent run
+  int64_t prompt_tokens = 32;  // random prompt ids
+  int64_t new_tokens = 64;     // generated per request (greedy, no early stop)
+  int64_t rank = 4;            // adapters: LoReFT rank at the middle layer, positions f1+l1
+  uint64_t seed = 0;
+};
+
+struct ServeBenchResult {
+  double single_tokens_per_s = 0;    // one request at a time
+  double base_tokens_per_s = 0;      // `streams` concurrent, every request on the base model
+  double adapters_tokens_per_s = 0;  // the same load, every request on a different adapter
+  double concurrency_speedup = 0;    // base_tokens_per_s / single_tokens_per_s
+  double adapter_ratio = 0;          // adapters_tokens_per_s / base_tokens_per_s
+  double ttft_p50_s = 0, ttft_p99_s = 0;  // time to first token in the adapter run
+  double mean_batch = 0;                  // rows per decode step in the adapter run
+};
+
+/// Serving throughput through reft::Engine (continuous batching, no HTTP): generated tokens per
+/// second of wall time, prefill included, for a single stream, `streams` concurrent streams on
+/// the base model and the same load with a different adapter per request, measured in one run.
+ServeBenchResult bench_serve(Model& model, const ServeBenchOptions& options);
+
+}  // namespace reft

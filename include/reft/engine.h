@@ -142,6 +142,8 @@ class Engine {
   /// Starts the engine thread. `model` must be a decoder; `tokenizer` decodes text and stop
   /// strings. Both must outlive the engine. Throws UsageError for invalid options.
   Engine(Model& model, const Tokenizer& tokenizer, EngineOptions options = {});
+  /// Token ids only (benchmarks): events carry no text and stop strings are refused.
+  explicit Engine(Model& model, EngineOptions options = {});
   ~Engine();  // stop(/*cancel=*/true)
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -162,6 +164,7 @@ class Engine {
   class Impl;
 
  private:
+  Engine(Model& model, const Tokenizer* tokenizer, EngineOptions options);
   EngineOptions options_;
   std::unique_ptr<Impl> impl_;
 };

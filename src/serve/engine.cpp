@@ -197,11 +197,11 @@ void plan_adapters(BatchHooks& hooks, const std::vector<const ServedAdapter*>& a
 
 class Engine::Impl {
  public:
-  Impl(Model& model, const Tokenizer& tokenizer, const EngineOptions& options)
+  Impl(Model& model, const Tokenizer* tokenizer, const EngineOptions& options)
       : model_(model), tokenizer_(tokenizer), opt_(options) {
     const auto& info = model.info();
     device_ = info.device;
-    pad_id_ = tokenizer.pad_id().value_or(0);
+    pad_id_ = tokenizer ? tokenizer->pad_id().value_or(0) : 0;
     if (pad_id_ < 0 || pad_id_ >= info.vocab_size) pad_id_ = 0;
     KVCache full = model.new_cache(opt_.max_seqs, opt_.ctx);
     keys_ = std::move(full.keys);
@@ -230,6 +230,8 @@ class Engine::Impl {
         usage_fail("[prompt] token id ", id, " is outside the vocabulary [0, ", info.vocab_size,
                    ")");
     check_generation_options(g);
+    if (!tokenizer_ && !g.stop_strings.empty())
+      usage_fail("[stop] stop strings need an engine with a tokenizer");
     const int64_t n = static_cast<int64_t>(request.prompt.size());
     if (n + std::max<int64_t>(g.max_new_tokens, 1) > opt_.ctx)
       usage_fail("[max_tokens] the prompt (", n, " tokens) plus max_tokens (", g.max_new_tokens,
@@ -510,7 +512,8 @@ class Engine::Impl {
     r.seen.push_back(token);
     r.next = token;
     bool stop = std::find(r.eos.begin(), r.eos.end(), token) != r.eos.end();
-    const std::string text = tokenizer_.decode(r.generated, /*skip_special_tokens=*/true);
+    const std::string text =
+        tokenizer_ ? tokenizer_->decode(r.generated, /*skip_special_tokens=*/true) : std::string();
     size_t end = text.size();
     for (const auto& s : g.stop_strings) {
       if (s.empty()) continue;
@@ -681,7 +684,7 @@ class Engine::Impl {
   }
 
   Model& model_;
-  const Tokenizer& tokenizer_;
+  const Tokenizer* tokenizer_;  // null: token ids only
   EngineOptions opt_;
   torch::Device device_ = torch::kCPU;
   int64_t pad_id_ = 0;
@@ -702,6 +705,11 @@ class Engine::Impl {
 };
 
 Engine::Engine(Model& model, const Tokenizer& tokenizer, EngineOptions options)
+    : Engine(model, &tokenizer, options) {}
+
+Engine::Engine(Model& model, EngineOptions options) : Engine(model, nullptr, options) {}
+
+Engine::Engine(Model& model, const Tokenizer* tokenizer, EngineOptions options)
     : options_(options) {
   if (!model.info().causal)
     usage_fail("[serve] ", model.info().architecture, " is not a decoder; it cannot generate");

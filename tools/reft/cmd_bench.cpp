@@ -1,4 +1,4 @@
-// reft bench generate: speed as ratios of this machine's ceilings measured in the same run.
+// reft bench generate | train | serve: speed as ratios of this machine's ceilings measured in the same run.
 
 #include <torch/torch.h>
 
@@ -112,6 +112,60 @@ int run_bench_train(const Args& args) {
   return 0;
 }
 
+int run_bench_serve(const Args& args) {
+  apply_runtime_flags(args);
+  LoadOptions lo;
+  lo.device = parse_device(args.get("device"));
+  lo.dtype = parse_dtype(args.get("dtype"));
+  auto model = load_model(args.get("model"), lo);
+  ServeBenchOptions o;
+  o.adapters = args.get_int("adapters");
+  o.streams = args.get_int("streams");
+  o.requests = args.get_int("requests");
+  o.prompt_tokens = args.get_int("prompt-tokens");
+  o.new_tokens = args.get_int("new-tokens");
+  o.rank = args.get_int("rank");
+  const auto r = bench_serve(*model, o);
+  if (args.has("json")) {
+    nlohmann::ordered_json j = {{"single_tokens_per_s", r.single_tokens_per_s},
+                                {"base_tokens_per_s", r.base_tokens_per_s},
+                                {"adapters_tokens_per_s", r.adapters_tokens_per_s},
+                                {"concurrency_speedup", r.concurrency_speedup},
+                                {"adapter_ratio", r.adapter_ratio},
+                                {"ttft_p50_s", r.ttft_p50_s},
+                                {"ttft_p99_s", r.ttft_p99_s},
+                                {"mean_batch", r.mean_batch},
+                                {"streams", o.streams},
+                                {"adapters", o.adapters},
+                                {"requests", o.requests},
+                                {"prompt_tokens", o.prompt_tokens},
+                                {"new_tokens", o.new_tokens},
+                                {"threads", at::get_num_threads()},
+                                {"model", model->info().architecture},
+                                {"parameters", model->num_parameters()},
+                                {"dtype", dtype_name(model->info().dtype)}};
+    std::cout << j.dump() << "\n";
+    return 0;
+  }
+  const auto& i = model->info();
+  std::printf("model      %s, %lld parameters, %s, %d threads\n", i.architecture.c_str(),
+              static_cast<long long>(model->num_parameters()), dtype_name(i.dtype).c_str(),
+              at::get_num_threads());
+  std::printf("load       %lld requests x (%lld prompt + %lld generated tokens), %lld streams\n",
+              static_cast<long long>(o.requests), static_cast<long long>(o.prompt_tokens),
+              static_cast<long long>(o.new_tokens), static_cast<long long>(o.streams));
+  std::printf("single     %.1f tokens/s (one request at a time)\n", r.single_tokens_per_s);
+  std::printf("base       %.1f tokens/s = %.2fx single\n", r.base_tokens_per_s,
+              r.concurrency_speedup);
+  std::printf("adapters   %.1f tokens/s = %.3fx base (%lld adapters, a different one per request; "
+              "mean batch %.1f)\n",
+              r.adapters_tokens_per_s, r.adapter_ratio, static_cast<long long>(o.adapters),
+              r.mean_batch);
+  std::printf("ttft       p50 %.1f ms, p99 %.1f ms (adapter run, queueing included)\n",
+              1e3 * r.ttft_p50_s, 1e3 * r.ttft_p99_s);
+  return 0;
+}
+
 }  // namespace
 
 std::vector<Command> bench_commands() {
@@ -138,6 +192,17 @@ std::vector<Command> bench_commands() {
   };
   for (auto& f : intervention_flags()) train.push_back(f);
   train.insert(train.end(), flags.begin(), flags.end());
+  std::vector<Flag> serve = {
+      {"model", "DIR", "", "HuggingFace decoder folder (e.g. reft init-model --preset llama-110m)"},
+      {"adapters", "N", "64", "distinct random LoReFT adapters (middle layer, f1+l1)"},
+      {"rank", "R", "4", "adapter rank"},
+      {"streams", "N", "16", "concurrent requests (rows decoded together)"},
+      {"requests", "N", "64", "requests per concurrent run"},
+      {"prompt-tokens", "N", "32", "random prompt tokens per request"},
+      {"new-tokens", "N", "64", "generated tokens per request (greedy, no early stop)"},
+      {"json", "", "", "print one JSON object"},
+  };
+  serve.insert(serve.end(), flags.begin(), flags.end());
   return {
       {"bench train",
        "Time ReFT training steps (AdamW) on random data. Reports tokens/s and model-FLOP "
@@ -150,6 +215,11 @@ std::vector<Command> bench_commands() {
        "bandwidth measured in the same run: prefill model-FLOP utilisation and decode "
        "weight-bandwidth utilisation.",
        "--model DIR [--json] [flags]", gen, run_bench_generate},
+      {"bench serve",
+       "Time the serving engine (continuous batching, no HTTP): generated tokens/s for one stream, "
+       "N concurrent streams on the base model, and the same load with a different adapter per "
+       "request; time to first token. All measured in the same run.",
+       "--model DIR [--streams N] [--adapters N] [--json] [flags]", serve, run_bench_serve},
   };
 }
 

@@ -32,6 +32,15 @@ std::string apply_template(std::string_view template_name, std::string_view prom
 /// The names above (for --help and errors).
 std::vector<std::string> template_names();
 
+/// A chat conversation in a named template, as training renders the prompt of chat data: the
+/// first `count` of `messages` ({"role", "content"} strings), then the assistant's header
+/// (chatml, llama2, llama3, zephyr; any other name gives plain "role: content" lines and
+/// "assistant: ").
+std::string render_chat_prompt(const nlohmann::json& messages, size_t count,
+                               std::string_view template_name);
+/// The end-of-turn text a named chat template puts after a reply ("<|im_end|>" for chatml), or "".
+std::string chat_turn_end(std::string_view template_name);
+
 /// Encodes a rendered prompt (or prompt + completion) with the tokenizer's special tokens. A
 /// template that writes the BOS text itself (llama3's "<|begin_of_text|>", as Meta's chat
 /// template does) keeps exactly one: when the tokenizer adds BOS too, the duplicate is dropped.

@@ -252,35 +252,20 @@ class Skips {
 // The file of a record's "path:line".
 std::string file_of(const std::string& where) { return where.substr(0, where.rfind(':')); }
 
-// End-of-turn text of a chat template (what the assistant's reply ends with).
-std::string chat_turn_end(const std::string& t) {
+}  // namespace
+
+std::string chat_turn_end(std::string_view t) {
   if (t == "chatml") return "<|im_end|>";
   if (t == "llama3") return "<|eot_id|>";
   if (t == "zephyr") return "</s>";
   return "";
 }
 
-// Renders a chat conversation: the prompt is everything up to the last assistant message plus
-// the assistant header; the completion is that message (loss goes on the last reply only).
-std::pair<std::string, std::string> render_chat(const Record& r, const std::string& field,
-                                                const std::string& t) {
-  auto it = r.fields.find(field);
-  if (it == r.fields.end() || !it->is_array() || it->empty())
-    fail("[", r.where, "] field '", field,
-         "': expected a non-empty list of {role, content} messages");
-  const auto& msgs = *it;
-  int last_assistant = -1;
-  for (size_t i = 0; i < msgs.size(); ++i) {
-    if (!msgs[i].is_object() || !msgs[i].contains("role") || !msgs[i].contains("content") ||
-        !msgs[i]["role"].is_string() || !msgs[i]["content"].is_string())
-      fail("[", r.where, "] field '", field, "[", i, "]': expected {\"role\": …, \"content\": …}");
-    if (msgs[i]["role"] == "assistant") last_assistant = static_cast<int>(i);
-  }
-  if (last_assistant < 0)
-    fail("[", r.where, "] field '", field, "': expected an assistant message to learn");
+std::string render_chat_prompt(const nlohmann::json& messages, size_t count,
+                               std::string_view t) {
   std::string prompt = t == "llama3" ? "<|begin_of_text|>" : "";
-  for (int i = 0; i < last_assistant; ++i) {
-    const std::string role = msgs[i]["role"], content = msgs[i]["content"];
+  for (size_t i = 0; i < count && i < messages.size(); ++i) {
+    const std::string role = messages[i]["role"], content = messages[i]["content"];
     if (t == "chatml") {
       prompt += "<|im_start|>" + role + "\n" + content + "<|im_end|>\n";
     } else if (t == "llama3") {
@@ -308,7 +293,31 @@ std::pair<std::string, std::string> render_chat(const Record& r, const std::stri
     prompt += " ";
   else
     prompt += "assistant: ";
-  return {prompt, msgs[last_assistant]["content"].get<std::string>() + chat_turn_end(t)};
+  return prompt;
+}
+
+namespace {
+
+// Renders a chat conversation: the prompt is everything up to the last assistant message plus
+// the assistant header; the completion is that message (loss goes on the last reply only).
+std::pair<std::string, std::string> render_chat(const Record& r, const std::string& field,
+                                                const std::string& t) {
+  auto it = r.fields.find(field);
+  if (it == r.fields.end() || !it->is_array() || it->empty())
+    fail("[", r.where, "] field '", field,
+         "': expected a non-empty list of {role, content} messages");
+  const auto& msgs = *it;
+  int last_assistant = -1;
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    if (!msgs[i].is_object() || !msgs[i].contains("role") || !msgs[i].contains("content") ||
+        !msgs[i]["role"].is_string() || !msgs[i]["content"].is_string())
+      fail("[", r.where, "] field '", field, "[", i, "]': expected {\"role\": …, \"content\": …}");
+    if (msgs[i]["role"] == "assistant") last_assistant = static_cast<int>(i);
+  }
+  if (last_assistant < 0)
+    fail("[", r.where, "] field '", field, "': expected an assistant message to learn");
+  return {render_chat_prompt(msgs, static_cast<size_t>(last_assistant), t),
+          msgs[last_assistant]["content"].get<std::string>() + chat_turn_end(t)};
 }
 
 DataFormat detect(const Record& r, const DataOptions& o) {

@@ -20,6 +20,11 @@ std::optional<std::string> Args::maybe(const std::string& name) const {
   return std::nullopt;
 }
 
+std::vector<std::string> Args::all(const std::string& name) const {
+  auto it = repeated_.find(name);
+  return it == repeated_.end() ? std::vector<std::string>{} : it->second;
+}
+
 std::string Args::get(const std::string& name) const {
   auto v = maybe(name);
   if (!v) usage_fail("[--", name, "] required");
@@ -80,7 +85,8 @@ Args parse_args(const std::string& command, const std::vector<Flag>& flags, int 
                  " --help)");
     }
     name = flag->name;  // an old name stands for the current one
-    if (args.values_.count(name)) usage_fail("[reft ", command, "] flag --", name, " given twice");
+    if (args.values_.count(name) && !flag->repeatable)
+      usage_fail("[reft ", command, "] flag --", name, " given twice");
     if (flag->value.empty()) {
       if (inline_value) usage_fail("[--", name, "] is a switch and takes no value");
       args.values_[name] = "1";
@@ -91,6 +97,7 @@ Args parse_args(const std::string& command, const std::vector<Flag>& flags, int 
       value = argv[++i];
     }
     args.values_[name] = value;
+    args.repeated_[name].push_back(value);
   }
   return args;
 }
@@ -300,6 +307,7 @@ std::string help_text(const Command& c) {
     out << "  " << left << std::string(width - left.size() + 2, ' ') << f.help;
     if (!f.default_value.empty()) out << " (default: " << f.default_value << ")";
     for (const auto& a : f.aliases) out << " (old name: --" << a << ")";
+    if (f.repeatable) out << " (repeatable)";
     out << "\n";
   }
   out << "  --help" << std::string(width - 6 + 2, ' ') << "show this help\n";

@@ -22,6 +22,8 @@ struct Flag {
   std::string help;
   /// Older names that still work (e.g. "out" for "output"); listed in --help as "old name".
   std::vector<std::string> aliases = {};
+  /// May be given more than once (e.g. --adapter NAME=DIR per adapter); read with Args::all().
+  bool repeatable = false;
 };
 
 /// Parsed arguments of one subcommand.
@@ -33,6 +35,8 @@ class Args {
   std::optional<std::string> maybe(const std::string& name) const;
   int64_t get_int(const std::string& name) const;
   double get_double(const std::string& name) const;
+  /// Every value of a repeatable flag, in command-line order (empty when not given).
+  std::vector<std::string> all(const std::string& name) const;
   bool flag(const std::string& name) const { return has(name); }
   /// Given on the command line (not filled from a --config file).
   bool from_command_line(const std::string& name) const;
@@ -48,6 +52,7 @@ class Args {
  private:
   friend Args parse_args(const std::string&, const std::vector<Flag>&, int, char**, int);
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> repeated_;
   std::map<std::string, std::string> defaults_;
   std::set<std::string> from_config_;
   std::vector<std::string> positional_;
@@ -99,6 +104,7 @@ std::vector<Command> convert_commands();
 std::vector<Command> eval_commands();
 std::vector<Command> analysis_commands();  // das, collect, steer (cmd_analysis.cpp)
 std::vector<Command> chat_commands();      // render-chat (cmd_chat.cpp)
+std::vector<Command> serve_commands();     // serve (cmd_serve.cpp)
 
 // Shared by train and bench train (cmd_train.cpp).
 std::vector<Flag> intervention_flags();

@@ -26,6 +26,7 @@ std::vector<reft::cli::Command> all_commands() {
   for (auto& c : reft::cli::convert_commands()) commands.push_back(std::move(c));
   for (auto& c : reft::cli::analysis_commands()) commands.push_back(std::move(c));
   for (auto& c : reft::cli::chat_commands()) commands.push_back(std::move(c));
+  for (auto& c : reft::cli::serve_commands()) commands.push_back(std::move(c));
   return commands;
 }
 

@@ -1,0 +1,15 @@
+# Writes the text file IN to OUT as a C++ string literal (for #include), in pieces the compiler
+# accepts (a raw string literal per 16 KiB: some compilers limit one literal's length).
+file(READ "${IN}" text)
+string(LENGTH "${text}" n)
+set(out "// Generated from ${IN}; do not edit.\n")
+set(pos 0)
+while(pos LESS n)
+  string(SUBSTRING "${text}" ${pos} 16384 piece)
+  string(APPEND out "R\"reft_embed(${piece})reft_embed\"\n")
+  math(EXPR pos "${pos} + 16384")
+endwhile()
+if(n EQUAL 0)
+  set(out "\"\"\n")
+endif()
+file(WRITE "${OUT}" "${out}")

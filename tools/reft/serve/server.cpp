@@ -408,6 +408,11 @@ void Server::routes() {
       case 413:
         send_error(res, 413, "the request body is larger than this server's --max-body");
         break;
+      case 400:
+        send_error(res, 400, "bad HTTP request: " + req.method + " " +
+                                 printable_name(req.path.substr(0, 200)) +
+                                 " (malformed, or a method this route does not take)");
+        break;
       case 405:
         send_error(res, 405, "method " + req.method + " is not allowed here");
         break;

@@ -407,6 +407,15 @@ TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
   EXPECT_EQ(p.status, 1) << p.describe();
   EXPECT_NE(p.err.find("expected at most 4096 interventions, found 20000"), std::string::npos)
       << p.describe();
+  // A layer range in reft's record, read before the model's layer count is known: "0-2000000000"
+  // listed two billion layers (out of memory).
+  pyconfig = json::parse(read_bytes(r / "pyreft" / "config.json"));
+  pyconfig["reft_config"] = {{"layers", "0-2000000000"}};
+  write_bytes(py / "config.json", pyconfig.dump());
+  const auto pr = test::reft_limited({"generate", "--model", (r / "model").string(), "--adapter",
+                                      py.string(), "--prompt-ids", "1", "--max-new-tokens", "1"});
+  EXPECT_EQ(pr.status, 2) << pr.describe();
+  EXPECT_NE(pr.err.find("expected at most 4096 layers"), std::string::npos) << pr.describe();
   fs::remove_all(py);
 
   write_bytes(dir / "train.json", json({{"layers", std::vector<int>(20000, 1)}}).dump());
@@ -415,6 +424,13 @@ TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
                                      (dir / "out").string(), "--max-steps", "1"});
   EXPECT_EQ(t.status, 2) << t.describe();
   EXPECT_NE(t.err.find("expected at most 4096 interventions"), std::string::npos) << t.describe();
+  // A layer range from a --config ("0-3000000000" listed three billion layers: out of memory).
+  write_bytes(dir / "train.json", json({{"layers", "0-3000000000"}}).dump());
+  const auto l = test::reft_limited({"train", "--model", (r / "model").string(), "--config",
+                                     (dir / "train.json").string(), "--output",
+                                     (dir / "out").string(), "--max-steps", "1"});
+  EXPECT_EQ(l.status, 2) << l.describe();
+  EXPECT_NE(l.err.find("layer 3000000000 is out of range"), std::string::npos) << l.describe();
 
   // Training counts: a step accumulating a billion micro-batches ran forever; epochs near 2^63
   // overflowed into a negative step count and "trained" 0 steps.

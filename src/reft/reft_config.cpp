@@ -42,6 +42,11 @@ std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
     usage_fail("[--layers] expected layer indices like \"3;9\", \"0-4\" or all, found '", spec, "'",
                why);
   };
+  const auto in_range = [&](int64_t l) {
+    if (l < 0 || l >= num_layers)
+      usage_fail("[--layers] layer ", l, " is out of range: the model has ", num_layers,
+                 " layers (0..", num_layers - 1, ")");
+  };
   if (spec == "all") {
     for (int64_t l = 0; l < num_layers; ++l) out.push_back(l);
     return out;
@@ -60,20 +65,20 @@ std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
       return v;
     };
     const size_t dash = part.find('-', 1);
-    if (dash != std::string_view::npos) {
-      const int64_t a = parse(part.substr(0, dash)), b = parse(part.substr(dash + 1));
-      if (b < a) bad(": a range must ascend");
-      for (int64_t l = a; l <= b; ++l) out.push_back(l);
-    } else {
-      out.push_back(parse(part));
-    }
+    const int64_t a = parse(dash == std::string_view::npos ? part : part.substr(0, dash));
+    const int64_t b = dash == std::string_view::npos ? a : parse(part.substr(dash + 1));
+    if (b < a) bad(": a range must ascend");
+    // Both ends in range and the list bounded before anything is added: "0-3000000000" from a
+    // file ran out of memory listing layers that were refused afterwards.
+    in_range(a);
+    in_range(b);
+    if (out.size() + static_cast<size_t>(b - a + 1) > kMaxInterventions)
+      usage_fail("[--layers] expected at most ", kMaxInterventions, " layers, found '",
+                 spec.substr(0, 80), spec.size() > 80 ? "…" : "", "'");
+    for (int64_t l = a; l <= b; ++l) out.push_back(l);
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
-  for (int64_t l : out)
-    if (l < 0 || l >= num_layers)
-      usage_fail("[--layers] layer ", l, " is out of range: the model has ", num_layers,
-                 " layers (0..", num_layers - 1, ")");
   return out;
 }
 

@@ -15,26 +15,40 @@ packages=(
   zlib1g-dev            # deflate entries in torch.save zip archives (pyreft .bin)
   libcpp-httplib-dev    # reft serve: packaged, maintained HTTP server (thread pool, chunked SSE, body limits)
   clang libclang-rt-dev # libFuzzer targets of fuzz/ (scripts/fuzz.sh)
+  nodejs                # reft serve's client tests (openai npm client, load script), chat-template reference
+  chromium              # reft serve's web page tested in a real headless browser (serve_web_test)
 )
 
-# The reference renderer of chat templates (@huggingface/jinja, one package, pinned in
-# tools/jinja-ref/package-lock.json): optional. With it chat_template_test also re-checks reft
-# against the live reference; without it (no npm, no network) the test uses the recorded results.
 script_dir="${BASH_SOURCE[0]%/*}"  # no dirname: PATH may be minimal (see cli_usability_test)
 [ "$script_dir" = "${BASH_SOURCE[0]}" ] && script_dir=.
-jinja_ref="$script_dir/../tools/jinja-ref"
-if command -v npm >/dev/null 2>&1 && [ ! -d "$jinja_ref/node_modules/@huggingface/jinja" ]; then
-  (cd "$jinja_ref" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
-    echo "setup: note: npm ci in tools/jinja-ref failed; the live chat-template check is skipped" >&2
-fi
+
+# npm packages, each folder pinned by its package-lock.json, installed once npm is there (so after
+# the Debian packages): optional, without npm or network the tests that use them skip or fall back.
+#   tools/jinja-ref: the reference renderer of chat templates (@huggingface/jinja); with it
+#     chat_template_test also re-checks reft live, without it the recorded results are used.
+#   tests/serve: the official OpenAI client (openai) that serve_client_test drives reft serve with.
+npm_ci() {  # FOLDER PACKAGE WHAT-IS-SKIPPED-WITHOUT-IT
+  command -v npm >/dev/null 2>&1 || return 0
+  [ -d "$script_dir/../$1/node_modules/$2" ] && return 0
+  (cd "$script_dir/../$1" && npm ci --no-audit --no-fund --silent >/dev/null 2>&1) ||
+    echo "setup: note: npm ci in $1 failed; $3 is skipped" >&2
+}
+install_npm_packages() {
+  npm_ci tools/jinja-ref @huggingface/jinja "the live chat-template check"
+  npm_ci tests/serve openai "the openai-client test of reft serve"
+}
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Debian's nodejs comes without npm (package npm); NodeSource's nodejs includes it and conflicts
+# with Debian's npm, so npm is asked for only when the command is missing.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#packages[@]} packages present"
+  install_npm_packages
   exit 0
 fi
 
@@ -56,3 +70,4 @@ echo "setup: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_npm_packages

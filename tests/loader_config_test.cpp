@@ -157,7 +157,7 @@ TEST(PyreftConfig, ErrorsAreOneShortLine) {
                   {"module path"});
   expect_one_line(error(pyreft_config({{{"unit", std::string(1000, 'u')}}})), {"unit", "…"});
   expect_one_line(error(pyreft_config({{{"group_key", 3}}})), {"group_key"});
-  expect_one_line(error(pyreft_config({{{"colour", 3}}})), {"unexpected", "'colour'"});
+  expect_one_line(error(pyreft_config({{{"colour", 3}}})), {"unexpected", "\"colour\""});
   json c = pyreft_config({{{"layer", 0}}, {{"layer", 1}}});
   c["intervention_types"] = {"<class 'x'>"};
   expect_one_line(error(c), {"intervention_types: expected 2 class strings"});

@@ -43,7 +43,4 @@ struct PyreftConfigText {
 /// malformed intervention_dimensions. Values echoed in messages are cut to a short prefix.
 PyreftConfigText read_pyreft_config(const std::filesystem::path& dir);
 
-/// `value` as compact JSON, cut to `max_chars` (then "…"), for echoing a file's value in an error.
-std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 80);
-
 }  // namespace reft

@@ -22,11 +22,8 @@ const nlohmann::json& ConfigReader::at(const std::string& key) const {
 
 void ConfigReader::bad(const std::string& key, const std::string& expected) const {
   auto it = json_.find(key);
-  std::string found = it == json_.end()
-                          ? std::string("nothing")
-                          : it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  if (found.size() > 120) found = found.substr(0, 120) + "…";
-  fail("[", where_, "] field '", key, "': expected ", expected, ", found ", found);
+  fail("[", where_, "] field '", key, "': expected ", expected, ", found ",
+       it == json_.end() ? std::string("nothing") : json_excerpt(*it, 120));
 }
 
 bool ConfigReader::has(const std::string& key) const {
@@ -182,12 +179,10 @@ RopeConfig read_rope_config(const ConfigReader& config, int64_t head_dim) {
             "a number above low_freq_factor (" + std::to_string(out.low_freq_factor) + ")");
     return out;
   }
-  std::string found =
-      type.empty() ? scaling.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) : type;
-  if (found.size() > 120) found = found.substr(0, 120) + "…";
   fail("[", config.where(),
-       "] field 'rope_scaling': expected rope_type 'linear' or 'llama3', found '", found,
-       "'; this scaling is not supported");
+       "] field 'rope_scaling': expected rope_type 'linear' or 'llama3', found ",
+       json_excerpt(type.empty() ? scaling : nlohmann::json(type), 120),
+       "; this scaling is not supported");
 }
 
 }  // namespace reft

@@ -5,19 +5,13 @@
 
 #include <map>
 
-#include "io/paths.h"
+#include "io/paths.h"  // file_inside
 #include "reft/error.h"
 #include "util/files.h"
 
 namespace reft {
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string json_excerpt(const json& value, size_t max_chars) {
-  const std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
-  if (text.size() <= max_chars) return printable_name(text);
-  return printable_name(text.substr(0, max_chars)) + "…";
-}
 
 namespace {
 
@@ -55,8 +49,7 @@ PyreftRepresentationText parse_representation(const json& r, const std::string& 
     for (const auto& [k, v] : r.items()) {
       bool known = false;
       for (const char* name : kFields) known = known || k == name;
-      if (!known)
-        fail("[", at, "] unexpected RepresentationConfig field '", printable_name(k), "'");
+      if (!known) fail("[", at, "] unexpected RepresentationConfig field ", json_excerpt(json(k)));
       f[k] = v;
     }
   } else {

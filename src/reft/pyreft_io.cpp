@@ -43,7 +43,7 @@ InterventionType parse_class(const std::string& text, const std::string& at) {
          "BoundlessRotatedSpaceIntervention, SigmoidMaskIntervention, VanillaIntervention, "
          "AdditionIntervention, "
          "SubtractionIntervention, ZeroIntervention, CollectIntervention), found ",
-         json_excerpt(text));
+         json_excerpt(json(text)));
   }
 }
 
@@ -153,7 +153,7 @@ PyreftAdapter read_pyreft_checked(const fs::path& dir, const PyreftReadOptions& 
       fail("[", at,
            "] component: expected block_input, attention_input, attention_output, mlp_input, "
            "mlp_output or block_output, found ",
-           json_excerpt(r.component));
+           json_excerpt(json(r.component)));
     }
     types[i] =
         parse_class(r.type_class, where + "] [intervention_types[" + std::to_string(i) + "]");

@@ -4,6 +4,7 @@
 
 #include "reft/error.h"
 #include "reft/runtime.h"
+#include "util/files.h"
 
 namespace reft {
 namespace {
@@ -39,8 +40,8 @@ ReftConfig ReftConfig::build(const std::vector<int64_t>& layers, Component compo
 std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
   std::vector<int64_t> out;
   const auto bad = [&](const std::string& why) {
-    usage_fail("[--layers] expected layer indices like \"3;9\", \"0-4\" or all, found '", spec, "'",
-               why);
+    usage_fail("[--layers] expected layer indices like \"3;9\", \"0-4\" or all, found ",
+               json_excerpt(nlohmann::json(std::string(spec))), why);
   };
   const auto in_range = [&](int64_t l) {
     if (l < 0 || l >= num_layers)
@@ -73,8 +74,8 @@ std::vector<int64_t> parse_layers(std::string_view spec, int64_t num_layers) {
     in_range(a);
     in_range(b);
     if (out.size() + static_cast<size_t>(b - a + 1) > kMaxInterventions)
-      usage_fail("[--layers] expected at most ", kMaxInterventions, " layers, found '",
-                 spec.substr(0, 80), spec.size() > 80 ? "…" : "", "'");
+      usage_fail("[--layers] expected at most ", kMaxInterventions, " layers, found ",
+                 json_excerpt(nlohmann::json(std::string(spec))));
     for (int64_t l = a; l <= b; ++l) out.push_back(l);
     if (end == std::string_view::npos) break;
     start = end + 1;
@@ -144,7 +145,7 @@ Component read_component(const nlohmann::json& j, const std::string& where) {
   auto it = j.find("component");
   if (it == j.end() || it->is_null()) return Component::kBlockOutput;
   if (!it->is_string())
-    usage_fail("[", where, "] field 'component': expected a string, found ", it->dump());
+    usage_fail("[", where, "] field 'component': expected a string, found ", json_excerpt(*it));
   return parse_component(it->get<std::string>());
 }
 
@@ -157,12 +158,13 @@ ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& whe
   if (auto it = j.find("positions"); it != j.end() && !it->is_null()) {
     if (!it->is_string())
       usage_fail("[", where, "] field 'positions': expected a spec like \"f1+l1\", found ",
-                 it->dump());
+                 json_excerpt(*it));
     config.positions = it->get<std::string>();
   }
   if (auto it = j.find("share_weights"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean())
-      usage_fail("[", where, "] field 'share_weights': expected true or false, found ", it->dump());
+      usage_fail("[", where, "] field 'share_weights': expected true or false, found ",
+                 json_excerpt(*it));
     config.share_weights = it->get<bool>();
   }
   PositionSpec::parse(config.positions);
@@ -198,7 +200,7 @@ ReftConfig ReftConfig::from_json(const nlohmann::json& j, const std::string& whe
   if (layers->is_array()) {
     for (const auto& l : *layers) {
       if (!l.is_number_integer())
-        usage_fail("[", where, "] field 'layers': expected integers, found ", l.dump());
+        usage_fail("[", where, "] field 'layers': expected integers, found ", json_excerpt(l));
       ids.push_back(l.get<int64_t>());
     }
   } else if (layers->is_number_integer()) {
@@ -242,14 +244,13 @@ void ReftConfig::validate(const ModelInfo& model) const {
   PositionSpec::parse(positions);
   for (const auto& r : representations) {
     if (r.layer < 0 || r.layer >= model.num_layers)
-      usage_fail("[RepresentationConfig.layer] layer ", r.layer, " is out of range: ",
-                 model.architecture, " has ",
-                 model.num_layers, " layers (0..", model.num_layers - 1, ")");
+      usage_fail("[RepresentationConfig.layer] layer ", r.layer,
+                 " is out of range: ", model.architecture, " has ", model.num_layers,
+                 " layers (0..", model.num_layers - 1, ")");
     const int64_t rank = r.intervention.low_rank_dimension;
     if (rank < 1 || rank > model.hidden_size)
       usage_fail("[InterventionOptions.low_rank_dimension] expected a value in [1, ",
-                 model.hidden_size,
-                 "] (the hidden size), found ", rank);
+                 model.hidden_size, "] (the hidden size), found ", rank);
   }
 }
 

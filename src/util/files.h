@@ -32,6 +32,10 @@ nlohmann::json parse_json_bounded(std::string_view text, const std::string& wher
 /// An nlohmann exception's message without its "[json.exception.…]" prefix.
 std::string json_error_summary(const nlohmann::json::exception& e);
 
+/// A value taken from a file, for an error message: compact JSON in ASCII (control characters and
+/// non-ASCII escaped, so the message stays one line) cut to `max_chars`, then "…".
+std::string json_excerpt(const nlohmann::json& value, size_t max_chars = 80);
+
 /// Parses `path` as JSON (at most `max_bytes`, nesting bounded); throws reft::Error naming the
 /// file and the parse position.
 nlohmann::json read_json_file(const std::filesystem::path& path, size_t max_bytes = kMaxReadBytes);

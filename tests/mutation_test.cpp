@@ -382,6 +382,24 @@ TEST_F(MutationTest, HugeCountsFromFilesAreRefusedBeforeUse) {
   EXPECT_NE(a.err.find("expected at most 4096 interventions, found 20001"), std::string::npos)
       << a.describe();
 
+  // reft convert --to pyreft builds the interventions at the hidden size the file records (no
+  // model): 10^12 asked torch for 16 TB, 2^24 (within config.json's bound) for 64 GB per
+  // intervention; a string was a raw nlohmann message.
+  for (const auto& [value, needle] :
+       {std::pair<json, std::string>{int64_t{1000000000000}, "at most 16777216"},
+        {int64_t{1} << 24, "expected tensors for hidden size 16777216"},
+        {"big", "base_model.hidden_size: expected a positive integer"}}) {
+    fs::remove_all(dir);
+    fs::copy(r / "adapter", dir, fs::copy_options::recursive);
+    json c = json::parse(read_bytes(dir / "reft_config.json"));
+    c["base_model"]["hidden_size"] = value;
+    write_bytes(dir / "reft_config.json", c.dump());
+    const auto v = test::reft_limited(
+        {"convert", "--to", "pyreft", dir.string(), "--output", (r / "converted").string()});
+    EXPECT_EQ(v.status, 1) << value << ": " << v.describe();
+    EXPECT_NE(v.err.find(needle), std::string::npos) << value << ": " << v.describe();
+  }
+
   // Class indices and regression targets from data: label 1000000000 made a billion class names
   // (out of memory); 1e300 reached torch as a raw conversion error.
   for (const auto& [label, needle] :

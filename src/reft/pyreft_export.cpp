@@ -191,14 +191,43 @@ void convert_pyreft_to_reft(Model& base, const fs::path& pyreft_dir, const fs::p
 std::vector<std::string> convert_reft_to_pyreft(const fs::path& reft_dir, const fs::path& out_dir) {
   const json j = read_adapter_config(reft_dir);
   const std::string where = (reft_dir / "reft_config.json").string();
-  if (j.value("task", "causal_lm") != "causal_lm")
-    fail("[", where, "] task: expected causal_lm, found ", j["task"].dump(),
+  if (auto task = j.find("task"); task != j.end() && !task->is_null() && *task != "causal_lm")
+    fail("[", where, "] task: expected causal_lm, found ", json_excerpt(*task),
          "; a pyreft directory holds interventions only, and the task head would be lost");
-  const json bm = j.value("base_model", json::object());
-  const int64_t d = bm.value("hidden_size", int64_t{0});
-  if (d <= 0)
-    fail("[", where, "] base_model.hidden_size: expected a positive integer, found ", bm.dump());
+  // No model is loaded: the hidden size comes from the file alone, bounded as config.json's sizes.
+  constexpr int64_t kMaxHidden = int64_t{1} << 24;
+  const json& bm = j.at("base_model");  // an object (read_adapter_config)
+  const auto hidden = bm.find("hidden_size");
+  if (hidden == bm.end() || !hidden->is_number_integer() || hidden->get<int64_t>() < 1 ||
+      hidden->get<int64_t>() > kMaxHidden)
+    fail("[", where, "] base_model.hidden_size: expected a positive integer of at most ",
+         kMaxHidden, ", found ", hidden == bm.end() ? "nothing" : json_excerpt(*hidden));
+  const int64_t d = hidden->get<int64_t>();
   auto config = ReftConfig::from_json(j.at("reft"), where);
+  const fs::path tensor_path = adapter_tensor_file(reft_dir, j);
+  auto tensors = load_safetensors(tensor_path);
+  // The interventions are built at hidden size d before the stored tensors are copied in: sizes
+  // the file cannot hold are refused first (hidden_size 10^12 asked torch for 16 TB).
+  int64_t stored = 0;
+  for (const auto& [name, t] : tensors) stored += t.numel();
+  for (size_t i = 0; i < config.representations.size(); ++i) {
+    const auto& o = config.representations[i].intervention;
+    const auto& traits = intervention_traits(o.type);
+    const int64_t r = o.low_rank_dimension;
+    if (traits.low_rank && (r < 1 || r > d))
+      fail("[", where, "] representations[", i, "].low_rank_dimension: expected 1 to ", d,
+           " (base_model.hidden_size), found ", r);
+    const bool square =
+        traits.rotation && (!traits.low_rank || o.orthogonal == OrthogonalMode::kPyreft);
+    const int64_t width = square                                    ? d
+                          : traits.low_rank                         ? r
+                          : (traits.trainable || o.constant_source) ? 1
+                                                                    : 0;
+    if (width > 0 && d > stored / width)
+      fail("[", tensor_path.string(), "] expected tensors for hidden size ", d,
+           " (base_model.hidden_size in ", kAdapterConfigFile, "), found ", stored,
+           " values in all");
+  }
   std::vector<std::string> keys;
   std::map<std::pair<int64_t, Component>, int64_t> seen;
   std::vector<std::shared_ptr<Intervention>> ivs;
@@ -209,10 +238,8 @@ std::vector<std::string> convert_reft_to_pyreft(const fs::path& reft_dir, const 
     ivs.push_back(make_intervention(rep.intervention));
   }
   if (j.contains("keys") && j["keys"] != json(keys))
-    fail("[", where, "] keys: expected ", json(keys).dump(), " (from its representations), found ",
-         j["keys"].dump());
-  const fs::path tensor_path = reft_dir / "interventions.safetensors";
-  auto tensors = load_safetensors(tensor_path);
+    fail("[", where, "] keys: expected ", json_excerpt(json(keys)),
+         " (from its representations), found ", json_excerpt(j["keys"]));
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < ivs.size(); ++i) {
     std::vector<std::pair<std::string, torch::Tensor>> own;

@@ -92,6 +92,11 @@ struct ServeBenchResult {
   double adapter_ratio = 0;          // adapters_tokens_per_s / base_tokens_per_s
   double ttft_p50_s = 0, ttft_p99_s = 0;  // time to first token in the adapter run
   double mean_batch = 0;                  // rows per decode step in the adapter run
+  /// Decode phase only: tokens of decode steps per second of decode steps (prefills excluded).
+  double single_decode_tokens_per_s = 0, base_decode_tokens_per_s = 0,
+         adapters_decode_tokens_per_s = 0;
+  double decode_speedup = 0;        // base_decode / single_decode
+  double decode_adapter_ratio = 0;  // adapters_decode / base_decode
 };
 
 /// Serving throughput through reft::Engine (continuous batching, no HTTP): generated tokens per

@@ -131,6 +131,7 @@ struct EngineStats {
   uint64_t finished_stop = 0, finished_length = 0, finished_cancelled = 0, finished_error = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   uint64_t decode_steps = 0, prefills = 0;
+  double prefill_seconds = 0, decode_seconds = 0;  // engine-thread time in each phase
   Histogram batch_size;          // rows per decode step
   Histogram time_to_first_token; // seconds from submit() to the first token
   Histogram request_latency;     // seconds from submit() to the end

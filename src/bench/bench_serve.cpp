@@ -20,6 +20,7 @@ struct RunResult {
   double tokens_per_s = 0;
   std::vector<double> ttft;  // seconds, one per request
   double mean_batch = 0;
+  double decode_tokens_per_s = 0;  // tokens of decode steps / seconds in decode steps
 };
 
 // Submits every request at once to an engine with `streams` rows and waits for all of them; each
@@ -72,6 +73,7 @@ RunResult run_load(Model& model, const std::vector<std::vector<int64_t>>& prompt
   out.tokens_per_s = static_cast<double>(generated) / seconds;
   const auto stats = engine.stats();
   out.mean_batch = stats.batch_size.count ? stats.batch_size.sum / stats.batch_size.count : 0;
+  out.decode_tokens_per_s = stats.decode_seconds > 0 ? stats.batch_size.sum / stats.decode_seconds : 0;
   return out;
 }
 
@@ -125,6 +127,11 @@ ServeBenchResult bench_serve(Model& model, const ServeBenchOptions& opt) {
   r.ttft_p50_s = quantile(with_adapters.ttft, 0.5);
   r.ttft_p99_s = quantile(with_adapters.ttft, 0.99);
   r.mean_batch = with_adapters.mean_batch;
+  r.single_decode_tokens_per_s = single.decode_tokens_per_s;
+  r.base_decode_tokens_per_s = base.decode_tokens_per_s;
+  r.adapters_decode_tokens_per_s = with_adapters.decode_tokens_per_s;
+  r.decode_speedup = base.decode_tokens_per_s / single.decode_tokens_per_s;
+  r.decode_adapter_ratio = with_adapters.decode_tokens_per_s / base.decode_tokens_per_s;
   return r;
 }
 

@@ -306,8 +306,14 @@ class Engine::Impl {
       }
       try {
         drop_cancelled();
+        const auto t0 = Clock::now();
         if (!admitted.empty()) prefill(admitted);
+        const auto t1 = Clock::now();
         if (!rows_.empty()) decode_step();
+        const auto t2 = Clock::now();
+        std::lock_guard lock(mu_);
+        stats_.prefill_seconds += std::chrono::duration<double>(t1 - t0).count();
+        stats_.decode_seconds += std::chrono::duration<double>(t2 - t1).count();
       } catch (const std::exception& e) {
         // Bookkeeping failed (e.g. out of memory while copying the cache): end every running row
         // with the error rather than the process.

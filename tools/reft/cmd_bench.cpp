@@ -135,6 +135,11 @@ int run_bench_serve(const Args& args) {
                                 {"ttft_p50_s", r.ttft_p50_s},
                                 {"ttft_p99_s", r.ttft_p99_s},
                                 {"mean_batch", r.mean_batch},
+                                {"single_decode_tokens_per_s", r.single_decode_tokens_per_s},
+                                {"base_decode_tokens_per_s", r.base_decode_tokens_per_s},
+                                {"adapters_decode_tokens_per_s", r.adapters_decode_tokens_per_s},
+                                {"decode_speedup", r.decode_speedup},
+                                {"decode_adapter_ratio", r.decode_adapter_ratio},
                                 {"streams", o.streams},
                                 {"adapters", o.adapters},
                                 {"requests", o.requests},
@@ -161,6 +166,10 @@ int run_bench_serve(const Args& args) {
               "mean batch %.1f)\n",
               r.adapters_tokens_per_s, r.adapter_ratio, static_cast<long long>(o.adapters),
               r.mean_batch);
+  std::printf("decode     steps only (prefills excluded): single %.1f, base %.1f = %.2fx single, "
+              "adapters %.1f = %.3fx base tokens/s\n",
+              r.single_decode_tokens_per_s, r.base_decode_tokens_per_s, r.decode_speedup,
+              r.adapters_decode_tokens_per_s, r.decode_adapter_ratio);
   std::printf("ttft       p50 %.1f ms, p99 %.1f ms (adapter run, queueing included)\n",
               1e3 * r.ttft_p50_s, 1e3 * r.ttft_p99_s);
   return 0;

@@ -78,6 +78,10 @@ std::string prometheus_text(const EngineStats& s, const HttpCounters& http, size
   metric(out, "reft_generation_tokens_total", "counter", "Tokens generated.", s.generated_tokens);
   metric(out, "reft_decode_steps_total", "counter", "Batched decode steps.", s.decode_steps);
   metric(out, "reft_prefills_total", "counter", "Batched prefill forwards.", s.prefills);
+  metric(out, "reft_prefill_seconds_total", "counter", "Engine time spent in prefills.",
+         s.prefill_seconds);
+  metric(out, "reft_decode_seconds_total", "counter", "Engine time spent in decode steps.",
+         s.decode_seconds);
   histogram(out, "reft_batch_size", "Rows per decode step.", s.batch_size);
   histogram(out, "reft_time_to_first_token_seconds", "From arrival to the first generated token.",
             s.time_to_first_token);

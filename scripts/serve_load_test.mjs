@@ -3,7 +3,8 @@
 // concurrent clients send --requests requests in all, spread over the base model and --adapters,
 // completions and chat, streaming and not, plus a --malformed-share of bad requests (broken JSON,
 // wrong types, unknown model, prompts longer than the context, max_tokens too large, bodies over
-// --max-body, unknown routes) and a few streams dropped mid-way. Bounded in count and in time.
+// --max-body with a Content-Length or chunked, unknown routes) and a few streams dropped mid-way.
+// Bounded in count and in time.
 //
 //   node scripts/serve_load_test.mjs --url http://127.0.0.1:8080 --adapters a,b,c \
 //     [--clients 64] [--requests 3000] [--malformed-share 0.1] [--disconnect-share 0.02] \
@@ -109,6 +110,9 @@ function malformed(models) {
     () => ({ kind: "prompt_too_long", path: "/v1/chat/completions", body: JSON.stringify({ model, messages: [{ role: "user", content: longText }] }) }),
     () => ({ kind: "max_tokens_too_large", path: "/v1/completions", body: JSON.stringify({ model, prompt: "Hi", max_tokens: ctx * 4 }) }),
     () => ({ kind: "body_too_large", path: "/v1/completions", body: JSON.stringify({ model, prompt: "x".repeat(maxBody + 1024) }) }),
+    // The same limit for a body sent in chunks (no Content-Length): valid JSON padded with spaces.
+    () => ({ kind: "chunked_body_too_large", path: "/v1/completions", chunked: true,
+             body: JSON.stringify({ model, prompt: "Hi", max_tokens: 1 }) + " ".repeat(maxBody + 1024) }),
     () => ({ kind: "invalid_utf8", path: "/v1/completions", body: Buffer.concat([Buffer.from(`{"model":"${model}","prompt":"`), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}')]) }),
     () => ({ kind: "unknown_route", path: "/v1/no-such-route", body: "{}" }),
   ];
@@ -157,21 +161,32 @@ function parseEvents(text, chat) {
 
 async function send(req, controller) {
   const t0 = performance.now();
-  const res = await fetch(url + req.path, { method: req.method || "POST", headers, body: req.body, signal: controller.signal });
+  let body = req.body, duplex;
+  if (req.chunked) {  // a stream body: fetch sends it with Transfer-Encoding: chunked
+    const bytes = Buffer.from(req.body);
+    body = new ReadableStream({
+      start(c) {
+        for (let i = 0; i < bytes.length; i += 16384) c.enqueue(bytes.subarray(i, i + 16384));
+        c.close();
+      },
+    });
+    duplex = "half";
+  }
+  const res = await fetch(url + req.path, { method: req.method || "POST", headers, body, duplex, signal: controller.signal });
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
-  let body = "", firstByte = null;
+  let text = "", firstByte = null;
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
     if (firstByte === null) firstByte = performance.now() - t0;
-    body += decoder.decode(value, { stream: true });
-    if (req.drop && body.includes("data:")) {  // a client that goes away mid-stream
+    text += decoder.decode(value, { stream: true });
+    if (req.drop && text.includes("data:")) {  // a client that goes away mid-stream
       controller.abort();
       return { status: res.status, dropped: true };
     }
   }
-  return { status: res.status, body: body + decoder.decode(), ms: performance.now() - t0, firstByte,
+  return { status: res.status, body: text + decoder.decode(), ms: performance.now() - t0, firstByte,
            contentType: res.headers.get("content-type") || "" };
 }
 

@@ -49,12 +49,18 @@ TEST_F(ServeClientTest, OfficialOpenAIClient) {
                     "tests/serve)";
   // stories260K has no chat_template and the adapters no prompt template: a chat of one user
   // message is then that message as the prompt, so chat answers equal the completions'.
-  const auto r = test::run_program(
-      {node, test::serve_script("openai_client_test.mjs"), "--url", url(), "--adapter", "a",
-       "--prompt", kPrompt, "--max-tokens", std::to_string(kTokens), "--expect-base", base_,
-       "--expect-adapter", adapted_, "--expect-chat-base", base_, "--expect-chat-adapter",
-       adapted_, "--api-key", kKey},
-      240);
+  const auto r =
+      test::run_program(test::node_command(node, test::serve_script("openai_client_test.mjs"),
+                                           {{"--url", url()},
+                                            {"--adapter", "a"},
+                                            {"--prompt", kPrompt},
+                                            {"--max-tokens", std::to_string(kTokens)},
+                                            {"--expect-base", base_},
+                                            {"--expect-adapter", adapted_},
+                                            {"--expect-chat-base", base_},
+                                            {"--expect-chat-adapter", adapted_},
+                                            {"--api-key", kKey}}),
+                        240);
   if (r.status == test::kSkipStatus) GTEST_SKIP() << r.err;
   EXPECT_EQ(r.status, 0) << r.describe();
 }
@@ -89,7 +95,8 @@ TEST_F(ServeClientTest, Curl) {
   };
 
   // Not streaming: the adapter's greedy answer, and usage.
-  const json body = {{"model", "a"}, {"prompt", kPrompt}, {"max_tokens", kTokens}, {"temperature", 0}};
+  const json body = {
+      {"model", "a"}, {"prompt", kPrompt}, {"max_tokens", kTokens}, {"temperature", 0}};
   auto c = curl(curl_path, with({"-d", body.dump(), url() + "/v1/completions"}));
   ASSERT_EQ(c.status, 200) << c.body;
   const json j = json::parse(c.body);
@@ -97,7 +104,7 @@ TEST_F(ServeClientTest, Curl) {
   EXPECT_EQ(j["usage"]["total_tokens"],
             j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
 
-  // Streaming with -N (no buffering): SSE chunks ending with [DONE] that join into the base's answer.
+  // Streaming with -N (no buffering): events ending with [DONE] that join into the base's answer.
   json chat = {{"model", "stories260K"},
                {"messages", {{{"role", "user"}, {"content", kPrompt}}}},
                {"max_tokens", kTokens},
@@ -116,7 +123,8 @@ TEST_F(ServeClientTest, Curl) {
   EXPECT_EQ(text, base_);
 
   // Errors: OpenAI's error JSON with a clear message.
-  c = curl(curl_path, with({"-d", R"({"model": "nope", "prompt": "x"})", url() + "/v1/completions"}));
+  c = curl(curl_path,
+           with({"-d", R"({"model": "nope", "prompt": "x"})", url() + "/v1/completions"}));
   EXPECT_EQ(c.status, 404) << c.body;
   EXPECT_EQ(json::parse(c.body)["error"]["code"], "model_not_found") << c.body;
   c = curl(curl_path, with({"-d", R"({"model": "a", "prompt": )", url() + "/v1/completions"}));

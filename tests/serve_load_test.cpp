@@ -18,12 +18,20 @@ TEST(ServeLoad, MixedClientsAdaptersAndMalformedRequests) {
   auto server = s.serve({"--max-seqs", "16", "--max-queue", "256", "--ctx", "256", "--max-body",
                          "65536", "--http-threads", "96"});
   ASSERT_TRUE(server->ok()) << server->log();
+  const std::string script =
+      (std::filesystem::path(REFT_SOURCE_DIR) / "scripts" / "serve_load_test.mjs").string();
   const auto r = test::run_program(
-      {node, (std::filesystem::path(REFT_SOURCE_DIR) / "scripts" / "serve_load_test.mjs").string(),
-       "--url", "http://127.0.0.1:" + std::to_string(server->port()), "--adapters", "a,b,c",
-       "--clients", "64", "--requests", "2000", "--malformed-share", "0.1", "--max-tokens", "8",
-       "--ctx", "256", "--max-body", "65536", "--timeout-s", "600", "--pid",
-       std::to_string(server->pid())},
+      test::node_command(node, script,
+                         {{"--url", "http://127.0.0.1:" + std::to_string(server->port())},
+                          {"--adapters", "a,b,c"},
+                          {"--clients", "64"},
+                          {"--requests", "2000"},
+                          {"--malformed-share", "0.1"},
+                          {"--max-tokens", "8"},
+                          {"--ctx", "256"},
+                          {"--max-body", "65536"},
+                          {"--timeout-s", "600"},
+                          {"--pid", std::to_string(server->pid())}}),
       700);
   EXPECT_EQ(r.status, 0) << r.describe() << "\nreport:\n" << r.out;
   const json report = json::parse(r.out, nullptr, /*allow_exceptions=*/false);

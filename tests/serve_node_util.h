@@ -19,7 +19,8 @@ inline std::string find_program(const std::string& name) {
   size_t start = 0;
   while (start <= path.size()) {
     const size_t end = std::min(path.find(':', start), path.size());
-    const std::filesystem::path candidate = std::filesystem::path(path.substr(start, end - start)) / name;
+    const std::filesystem::path candidate =
+        std::filesystem::path(path.substr(start, end - start)) / name;
     if (end > start && access(candidate.c_str(), X_OK) == 0) return candidate.string();
     start = end + 1;
   }
@@ -52,6 +53,15 @@ inline LimitedRun run_program(const std::vector<std::string>& argv, double timeo
   ::close(err);
   ::close(in);
   return wait_reft(c, timeout_s);
+}
+
+/// `node SCRIPT --flag value …` as an argv for run_program.
+inline std::vector<std::string> node_command(
+    const std::string& node, const std::string& script,
+    const std::vector<std::pair<std::string, std::string>>& flags) {
+  std::vector<std::string> argv = {node, script};
+  for (const auto& [flag, value] : flags) argv.insert(argv.end(), {flag, value});
+  return argv;
 }
 
 /// The exit status node scripts use for "a prerequisite is missing" (the test then skips).
@@ -92,8 +102,8 @@ struct ServedStories {
 
   /// `reft generate` alone (greedy): the reference answer for a prompt, "" adapter = the base.
   std::string generate(const std::string& prompt, const std::string& adapter, int n) const {
-    std::vector<std::string> args = {"generate",         "--model", model.string(), "--prompt",
-                                     prompt,             "--max-new-tokens",
+    std::vector<std::string> args = {"generate",        "--model",   model.string(),
+                                     "--prompt",        prompt,      "--max-new-tokens",
                                      std::to_string(n), "--threads", "1"};
     if (!adapter.empty()) args.insert(args.end(), {"--adapter", (adapters / adapter).string()});
     const auto r = reft(args);
@@ -103,8 +113,8 @@ struct ServedStories {
 
   /// `reft serve` on this model and adapters (plus `extra` flags), on a free loopback port.
   std::unique_ptr<ServerProcess> serve(std::vector<std::string> extra = {}) const {
-    std::vector<std::string> args = {"--model", model.string(), "--adapters-dir", adapters.string(),
-                                     "--threads", "1"};
+    std::vector<std::string> args = {"--model",         model.string(), "--adapters-dir",
+                                     adapters.string(), "--threads",    "1"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<ServerProcess>(args);
   }

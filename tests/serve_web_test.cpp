@@ -1,8 +1,8 @@
 // reft serve's web page (GET /) in a real headless browser: tests/serve/web_page_test.mjs drives
 // Debian's chromium over the DevTools protocol (type the API key, pick models, chat, side by side
-// base vs adapter, an error), checks that the greedy answers the page streamed are `reft generate`'s,
-// and saves a screenshot (build/serve_web_page.png), checked here as a PNG of the window's size.
-// Skips when node or chromium is absent (scripts/setup.sh installs both).
+// base vs adapter, an error), checks that the greedy answers the page streamed equal those of
+// `reft generate`, and saves a screenshot (build/serve_web_page.png), checked here as a PNG of the
+// window's size. Skips when node or chromium is absent (scripts/setup.sh installs both).
 
 #include "serve_node_util.h"
 
@@ -44,19 +44,26 @@ TEST(ServeWeb, ChatAndSideBySideInHeadlessChromium) {
   const std::string prompt = "Once upon a time";
   const int n = 24;
   const std::string base = s.generate(prompt, "", n), adapted = s.generate(prompt, "b", n);
-  ASSERT_NE(base, adapted) << "adapter b changes nothing: side by side would show two equal columns";
+  ASSERT_NE(base, adapted)
+      << "adapter b changes nothing: side by side would show two equal columns";
 
   auto server = s.serve({"--api-key", kKey, "--max-seqs", "4"});
   ASSERT_TRUE(server->ok()) << server->log();
   const fs::path shot = fs::path(REFT_BINARY_DIR) / "serve_web_page.png";
   fs::remove(shot);
-  const auto r = test::run_program(
-      {node, test::serve_script("web_page_test.mjs"), "--url",
-       "http://127.0.0.1:" + std::to_string(server->port()) + "/", "--adapter", "b", "--prompt",
-       prompt, "--max-tokens", std::to_string(n), "--expect-base", base, "--expect-adapter",
-       adapted, "--api-key", kKey, "--chromium", chromium, "--screenshot", shot.string(),
-       "--timeout-s", "240"},
-      300);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server->port()) + "/";
+  const auto r = test::run_program(test::node_command(node, test::serve_script("web_page_test.mjs"),
+                                                      {{"--url", url},
+                                                       {"--adapter", "b"},
+                                                       {"--prompt", prompt},
+                                                       {"--max-tokens", std::to_string(n)},
+                                                       {"--expect-base", base},
+                                                       {"--expect-adapter", adapted},
+                                                       {"--api-key", kKey},
+                                                       {"--chromium", chromium},
+                                                       {"--screenshot", shot.string()},
+                                                       {"--timeout-s", "240"}}),
+                                   300);
   if (r.status == test::kSkipStatus) GTEST_SKIP() << r.err;
   EXPECT_EQ(r.status, 0) << r.describe();
 

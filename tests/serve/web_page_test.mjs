@@ -13,7 +13,7 @@
 // message; every request the page made went to the server itself; every field has a label.
 // Exits 0 when all hold, 1 with the first failure on stderr.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -49,13 +49,16 @@ class Failure extends Error {}
 const check = (ok, message) => { if (!ok) throw new Failure(message); };
 
 // ---- chromium and a minimal DevTools Protocol client ----
+// The profile and chromium's own temporary files (TMPDIR) in one folder, removed at the end.
 const profile = mkdtempSync(join(tmpdir(), "reft-web-test-"));
+mkdirSync(join(profile, "tmp"));
 const browser = spawn(opt.chromium, [
   "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
   "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
   "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
   "--user-data-dir=" + profile, "--window-size=1280,900", "about:blank",
-], { stdio: ["ignore", "ignore", "pipe"] });
+], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, TMPDIR: join(profile, "tmp") } });
+const browserExited = new Promise((resolve) => browser.on("exit", resolve));
 let browserLog = "";
 
 function devtoolsEndpoint() {
@@ -120,8 +123,9 @@ async function waitFor(expression, what, seconds = 60) {
     if (v) return v;
     await sleep(50);
   }
-  const state = await evaluate(`JSON.stringify({status: $("status").textContent, error: $("error").textContent,
-    chat: $("chat-log").innerText, base: $("col-base").innerText, adapter: $("col-adapter").innerText})`);
+  const state = await evaluate(`(() => { const t = (id) => document.getElementById(id)?.innerText;
+    return JSON.stringify({url: location.href, title: document.title, status: t("status"), error: t("error"),
+      chat: t("chat-log"), base: t("col-base"), adapter: t("col-adapter")}); })()`);
   throw new Failure("timed out waiting for " + what + "; page state: " + state);
 }
 
@@ -260,13 +264,24 @@ async function run() {
   step("ok (" + requests.length + " requests, all to " + origin + ")");
 }
 
-let code = 0;
-const timer = setTimeout(() => { console.error("web_page_test: FAILED: overall timeout"); cleanup(); process.exit(1); },
-  Math.max(1, deadline - Date.now()) + 5000);
-function cleanup() {
-  browser.kill("SIGKILL");
+// Closes chromium (politely, then SIGKILL after 10 s) and removes its profile.
+async function cleanup() {
+  if (browser.exitCode === null && browser.signalCode === null) {
+    try { if (cdp) await Promise.race([cdp.send("Browser.close"), sleep(2000)]); } catch (_) { /* killed below */ }
+    const killer = setTimeout(() => browser.kill("SIGKILL"), 10000);
+    await browserExited;
+    clearTimeout(killer);
+  }
   try { rmSync(profile, { recursive: true, force: true }); } catch (_) { /* best effort */ }
 }
+
+let code = 0;
+const timer = setTimeout(async () => {
+  console.error("web_page_test: FAILED: overall timeout");
+  browser.kill("SIGKILL");
+  await cleanup();
+  process.exit(1);
+}, Math.max(1, deadline - Date.now()) + 5000);
 try {
   await run();
 } catch (e) {
@@ -274,5 +289,5 @@ try {
   code = 1;
 }
 clearTimeout(timer);
-cleanup();
+await cleanup();
 process.exit(code);

@@ -86,7 +86,7 @@ std::vector<SafetensorsEntry> parse_safetensors_header(
     if (sh == value.end() || !sh->is_array()) fail(at, "expected an array 'shape'");
     for (const auto& d : *sh) {
       if (!d.is_number_integer() || d.get<int64_t>() < 0)
-        fail(at, "expected non-negative integer dimensions, found ", d.dump());
+        fail(at, "expected non-negative integer dimensions, found ", json_excerpt(d));
       e.shape.push_back(d.get<int64_t>());
     }
     const auto off = value.find("data_offsets");

@@ -10,7 +10,8 @@
 // the model picker lists the base and the adapter; a chat answer streams in; side by side streams
 // the base's and the adapter's answers into two columns (equal to --expect-* when given, so the
 // greedy answers are the ones `reft generate` prints); an unknown model shows the server's error
-// message; every request the page made went to the server itself; every field has a label.
+// message; a link with the form in its fragment runs it after a reload (the key kept); every
+// request the page made went to the server itself; every field has a label.
 // Exits 0 when all hold, 1 with the first failure on stderr.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -257,6 +258,19 @@ async function run() {
   const error = await evaluate(`$("error").textContent`);
   step("error shown: " + error);
   check(/no-such-model/.test(error) && /404/.test(error), "the error display lacks the server's message: " + error);
+
+  step("a link (#mode=compare&...&run) reloads with the kept API key and runs the comparison");
+  const link = new URLSearchParams({ mode: "compare", adapter: opt.adapter, prompt: opt.prompt,
+    format: "completion", max_tokens: opt["max-tokens"], run: "" });
+  await page("Page.navigate", { url: "about:blank" });
+  await waitFor(`location.href === "about:blank"`, "about:blank", 30);
+  await page("Page.navigate", { url: new URL("/#" + link, opt.url).href });
+  await waitFor(`document.readyState === "complete" && typeof $ === "function"`, "the page to reload", 30);
+  await waitFor(`["done", "error"].includes($("col-base").dataset.state) && ["done", "error"].includes($("col-adapter").dataset.state)`,
+    "the linked comparison");
+  const linked = await evaluate(`["col-base", "col-adapter"].map((id) => $(id).querySelector(".text").textContent)`);
+  check(linked[0] === cols[0].text && linked[1] === cols[1].text,
+    "the linked comparison differs: " + JSON.stringify(linked));
 
   const foreign = requests.filter((u) => !u.startsWith(origin + "/"));
   check(foreign.length === 0, "the page loaded resources from elsewhere: " + foreign);

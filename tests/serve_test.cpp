@@ -316,6 +316,29 @@ TEST_F(ServeTest, BadRequestsAreClear4xx) {
   // Over --max-body (64 KiB).
   const std::string huge = json({{"prompt", std::string(100000, 'a')}}).dump();
   expect(http(port(), "POST", "/v1/completions", huge), 413, "--max-body");
+  // Chunked bodies (no Content-Length): read, and bounded by --max-body as well.
+  const auto chunked = [](const std::string& body) {
+    const int fd = test::connect_loopback(port());
+    std::string text =
+        "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (size_t at = 0; at < body.size(); at += 4096) {
+      const std::string piece = body.substr(at, 4096);
+      char size[32];
+      std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+      text += size + piece + "\r\n";
+    }
+    text += "0\r\n\r\n";
+    test::send_all(fd, text);
+    std::string raw;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) raw.append(buf, static_cast<size_t>(n));
+    close(fd);
+    return raw.substr(0, raw.find("\r\n"));
+  };
+  EXPECT_EQ(chunked(json({{"prompt", "The fox"}, {"max_tokens", 2}}).dump()), "HTTP/1.1 200 OK");
+  EXPECT_EQ(chunked(huge), "HTTP/1.1 413 Payload Too Large");
   expect(http(port(), "GET", "/v1/nothing"), 404, "no route");
   // The server still answers.
   EXPECT_EQ(http(port(), "GET", "/health").status, 200);

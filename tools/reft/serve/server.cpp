@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 #include <random>
@@ -60,6 +61,31 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   unsigned char diff = a.size() == b.size() ? 0 : 1;
   for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
   return diff == 0 && !b.empty();
+}
+
+// A request body through cpp-httplib's content reader. cpp-httplib refuses a Content-Length over
+// --max-body before reading (413) but reads a chunked body whole; here a chunked one is kept only
+// up to --max-body and read on (up to 16 times that, then the connection is dropped) so that the
+// client, still sending, gets the 413 instead of a reset connection.
+std::string read_body(const httplib::Request& req, const httplib::ContentReader& reader,
+                      size_t max) {
+  std::string body;
+  size_t total = 0;
+  const bool complete = reader([&](const char* data, size_t n) {
+    total += n;
+    if (total > max) {
+      std::string().swap(body);
+      return total <= 16 * max;
+    }
+    body.append(data, n);
+    return true;
+  });
+  const auto declared = req.get_header_value("Content-Length");
+  if (total > max || (!complete && !declared.empty() &&
+                      std::strtoull(declared.c_str(), nullptr, 10) > max))
+    throw ApiError(413, "the request body is larger than this server's --max-body");
+  if (!complete) throw ApiError(400, "the request body could not be read in full");
+  return body;
 }
 
 // Counts a generation request as in flight from construction to destruction (the handler's end,
@@ -179,7 +205,7 @@ std::vector<int64_t> Server::chat_prompt(const Json& messages, bool add_generati
   return encode_prompt(tokenizer_, text);
 }
 
-void Server::completions(const httplib::Request& req, httplib::Response& res, bool chat) {
+void Server::completions(const std::string& body, httplib::Response& res, bool chat) {
   auto in_flight = std::make_shared<InFlight>(in_flight_);
   auto p = std::make_shared<Prepared>();
   p->chat = chat;
@@ -193,7 +219,7 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, bo
   const char* prompt_field = chat ? "messages" : "prompt";
   const char* max_field = "max_tokens";
   if (chat) {
-    auto r = openai::parse_chat_request(req.body);
+    auto r = openai::parse_chat_request(body);
     adapter = resolve(r.model);
     p->model = r.model.empty() ? options_.base_name : r.model;
     p->sampling = r.sampling;
@@ -201,7 +227,7 @@ void Server::completions(const httplib::Request& req, httplib::Response& res, bo
                             stops);
     default_tokens = engine_.options().ctx;  // OpenAI: until the context is full
   } else {
-    auto r = openai::parse_completion_request(req.body);
+    auto r = openai::parse_completion_request(body);
     adapter = resolve(r.model);
     p->model = r.model.empty() ? options_.base_name : r.model;
     p->sampling = r.sampling;
@@ -422,7 +448,7 @@ void Server::routes() {
     }
   });
   h.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
         try {
           std::rethrow_exception(ep);
         } catch (const ApiError& e) {
@@ -458,14 +484,18 @@ void Server::routes() {
     send_error(res, 404, "model '" + printable_name(id.substr(0, 200)) + "' does not exist",
                "model", "model_not_found");
   });
-  h.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    completions(req, res, false);
+  using Reader = httplib::ContentReader;
+  h.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res,
+                                   const Reader& reader) {
+    completions(read_body(req, reader, options_.max_body), res, false);
   });
-  h.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
-    completions(req, res, true);
+  h.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res,
+                                        const Reader& reader) {
+    completions(read_body(req, reader, options_.max_body), res, true);
   });
-  h.Post("/v1/adapters", [this](const httplib::Request& req, httplib::Response& res) {
-    const auto r = openai::parse_adapter_request(req.body);
+  h.Post("/v1/adapters", [this](const httplib::Request& req, httplib::Response& res,
+                                const Reader& reader) {
+    const auto r = openai::parse_adapter_request(read_body(req, reader, options_.max_body));
     if (r.name == options_.base_name)
       throw ApiError(409, "'" + r.name + "' is the base model's id", "name", "adapter_exists");
     try {

@@ -52,7 +52,7 @@ class Server {
  private:
   struct Prepared;  // a request turned into an EngineRequest, with what its response needs
   void routes();
-  void completions(const httplib::Request& req, httplib::Response& res, bool chat);
+  void completions(const std::string& body, httplib::Response& res, bool chat);
   void respond(const std::shared_ptr<Prepared>& p, httplib::Response& res);
   void respond_streaming(const std::shared_ptr<Prepared>& p, httplib::Response& res);
   std::shared_ptr<const ServedAdapter> resolve(const std::string& model) const;

@@ -63,7 +63,10 @@ GgufTensorData f16_tensor(const std::string& name, std::vector<uint64_t> dims, R
 // The byte offsets of the fp16 scales in one block of `type` (random bytes there could be NaN).
 std::vector<int> scale_offsets(GgmlType type) {
   switch (type) {
-    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: return {0};
+    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS:
+      return {0};
+    case GgmlType::Q3_K: return {108};
     case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
       return {0, 2};
     case GgmlType::Q6_K: return {208};
@@ -184,7 +187,8 @@ TEST(GgufLlamaCpp, WriterFilesLoadAndDequantizationMatches) {
   reft::test::TempDir tmp;
   const GgmlType kTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
                              GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K,
-                             GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+                             GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                             GgmlType::IQ4_NL, GgmlType::IQ4_XS};
   std::map<std::string, std::vector<float>> expected;  // file → reft's row of "▁a", normalised
   std::string command = "cd '" + tool.string() + "' && node embedding.mjs a";
   uint32_t seed = 1;

@@ -358,8 +358,8 @@ TEST(Gguf, BadTensorInfos) {
   expect_error(bytes, "tensor 'a.weight': expected a ggml type reft reads");
   expect_error(bytes, "found type 99");
   bytes = good;
-  put_u32(bytes, a.type, 23);
-  expect_error(bytes, "found type 23 (IQ4_XS)");
+  put_u32(bytes, a.type, 21);
+  expect_error(bytes, "found type 21 (IQ3_S)");
 
   bytes = good;
   put_u32(bytes, a.n_dims, 5);
@@ -438,6 +438,7 @@ TEST(Gguf, TypeTable) {
       {GgmlType::Q5_1, {32, 24}},  {GgmlType::Q8_0, {32, 34}},  {GgmlType::Q2_K, {256, 84}},
       {GgmlType::Q3_K, {256, 110}}, {GgmlType::Q4_K, {256, 144}}, {GgmlType::Q5_K, {256, 176}},
       {GgmlType::Q6_K, {256, 210}}, {GgmlType::Q8_K, {256, 292}},
+      {GgmlType::IQ4_NL, {32, 18}}, {GgmlType::IQ4_XS, {256, 136}},
   };
   for (const auto& [type, geometry] : kExpected) {
     const auto* info = reft::ggml_type_info(static_cast<uint32_t>(type));
@@ -678,15 +679,79 @@ TEST(GgufDequantize, Q2_KAndQ8_K) {
   EXPECT_EQ(z[1], -0.0f);
 }
 
+TEST(GgufDequantize, Q3_K) {
+  uint8_t b[110] = {};
+  // Sixteen 6-bit scales (stored + 32): low nibbles in bytes 0..7 (k < 8 low, k ≥ 8 high),
+  // high 2 bits in bytes 8..11 at bits 2·(k / 4).
+  const int scale[16] = {-32, -1, 0, 1, 31, 5, -7, 9, 12, -20, 3, 30, -31, 2, 17, -4};
+  for (int k = 0; k < 16; ++k) {
+    const int stored = scale[k] + 32;
+    b[96 + k % 8] |= static_cast<uint8_t>(k < 8 ? stored & 15 : (stored & 15) << 4);
+    b[96 + 8 + k % 4] |= static_cast<uint8_t>((stored >> 4) << (2 * (k / 4)));
+  }
+  put_half(b + 108, 0x3800);  // d = 0.5
+  auto q_of = [](int e) { return (e * 3 + 1) % 4; };
+  auto high_bit = [](int e) { return (e / 7) % 2; };
+  for (int e = 0; e < 256; ++e) {
+    const int h = e / 128, p = (e % 128) / 32, l = e % 32;
+    b[32 + 32 * h + l] |= static_cast<uint8_t>(q_of(e) << (2 * p));
+    b[l] |= static_cast<uint8_t>(high_bit(e) << (4 * h + p));
+  }
+  std::vector<float> y(256);
+  reft::dequantize_row(GgmlType::Q3_K, b, y.data(), 256);
+  for (int e = 0; e < 256; ++e)
+    EXPECT_EQ(y[e], 0.5f * scale[e / 16] * (q_of(e) - (high_bit(e) ? 0 : 4))) << e;
+  // By hand: element 0 (scale −32, q 1, no high bit → 1 − 4 = −3) = 0.5 · −32 · −3 = 48.
+  EXPECT_EQ(y[0], 48.0f);
+}
+
+TEST(GgufDequantize, IQ4) {
+  // IQ4_NL: d = 2, byte 0 = 0xf0 → element 0 = level 0 (−127), element 16 = level 15 (113).
+  uint8_t nl[18] = {};
+  put_half(nl, 0x4000);
+  nl[2] = 0xf0;
+  nl[17] = 0x78;  // element 15 = level 8 (1), element 31 = level 7 (−10)
+  std::vector<float> y(256);
+  reft::dequantize_row(GgmlType::IQ4_NL, nl, y.data(), 32);
+  EXPECT_EQ(y[0], -254.0f);
+  EXPECT_EQ(y[16], 226.0f);
+  EXPECT_EQ(y[15], 2.0f);
+  EXPECT_EQ(y[31], -20.0f);
+  EXPECT_EQ(y[1], -254.0f);
+
+  // IQ4_XS: d = 0.5; sub-block k scale = low nibble k % 2 of scales_l[k / 2] | bits 2k of
+  // scales_h << 4, minus 32.
+  uint8_t xs[136] = {};
+  put_half(xs, 0x3800);
+  const int scale[8] = {-32, 31, 0, 1, -1, 7, 16, -20};
+  uint16_t scales_h = 0;
+  for (int k = 0; k < 8; ++k) {
+    const int stored = scale[k] + 32;
+    xs[4 + k / 2] |= static_cast<uint8_t>((stored & 15) << (4 * (k % 2)));
+    scales_h |= static_cast<uint16_t>((stored >> 4) << (2 * k));
+  }
+  std::memcpy(xs + 2, &scales_h, 2);
+  for (int i = 0; i < 128; ++i) xs[8 + i] = static_cast<uint8_t>(i * 37);
+  reft::dequantize_row(GgmlType::IQ4_XS, xs, y.data(), 256);
+  const int levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  for (int e = 0; e < 256; ++e) {
+    const int k = e / 32, j = e % 32;
+    const uint8_t byte = xs[8 + 16 * k + j % 16];
+    EXPECT_EQ(y[e], 0.5f * scale[k] * levels[j < 16 ? byte & 15 : byte >> 4]) << e;
+  }
+}
+
 TEST(GgufDequantize, RefusesWhatItCannotRead) {
   std::vector<uint8_t> b(110 * 2);
   std::vector<float> y(512);
   try {
-    reft::dequantize_row(GgmlType::Q3_K, b.data(), y.data(), 256);
+    reft::dequantize_row(GgmlType::Q8_1, b.data(), y.data(), 32);
     ADD_FAILURE();
   } catch (const reft::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("found Q3_K"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("found Q8_1"), std::string::npos) << e.what();
   }
+  EXPECT_THROW(reft::dequantize_row(static_cast<GgmlType>(21), b.data(), y.data(), 256),
+               reft::Error);
   EXPECT_THROW(reft::dequantize_row(GgmlType::Q8_0, b.data(), y.data(), 33), reft::Error);
   EXPECT_THROW(reft::dequantize_row(GgmlType::Q4_K, b.data(), y.data(), 128), reft::Error);
 }

@@ -99,6 +99,8 @@ enum class GgmlType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   Q8_K = 15,
+  IQ4_NL = 20,
+  IQ4_XS = 23,
   I8 = 24,
   I16 = 25,
   I32 = 26,
@@ -203,8 +205,8 @@ float bf16_to_float(uint16_t b);
 bool can_dequantize(GgmlType type);
 
 /// Expands `n` elements of `type` at `src` (n / block_size blocks, as stored in a GGUF tensor's
-/// row) into `dst`. Reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q4_K, Q5_K,
-/// Q6_K, Q8_K; throws reft::Error for other types and for an `n` that is not a whole number of
+/// row) into `dst`. Reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+/// Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS; throws reft::Error for other types and for an `n` that is not a whole number of
 /// blocks.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 

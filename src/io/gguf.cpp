@@ -41,7 +41,7 @@ const GgmlTypeInfo* type_table(uint32_t id) {
       {"Q8_0", 32, 34},  {"Q8_1", 32, 36},  {"Q2_K", 256, 84}, {"Q3_K", 256, 110},
       {"Q4_K", 256, 144}, {"Q5_K", 256, 176}, {"Q6_K", 256, 210}, {"Q8_K", 256, 292},
       kUnknownType,      kUnknownType,      kUnknownType,      kUnknownType,
-      kUnknownType,      kUnknownType,      kUnknownType,      kUnknownType,
+      {"IQ4_NL", 32, 18}, kUnknownType,     kUnknownType,      {"IQ4_XS", 256, 136},
       {"I8", 1, 1},      {"I16", 1, 2},     {"I32", 1, 4},     {"I64", 1, 8},
       {"F64", 1, 8},     kUnknownType,      {"BF16", 1, 2},
   };
@@ -58,10 +58,8 @@ std::string_view foreign_type_name(uint32_t id) {
     case 17: return "IQ2_XS";
     case 18: return "IQ3_XXS";
     case 19: return "IQ1_S";
-    case 20: return "IQ4_NL";
     case 21: return "IQ3_S";
     case 22: return "IQ2_S";
-    case 23: return "IQ4_XS";
     case 29: return "IQ1_M";
     case 31: case 32: case 33: return "Q4_0_4_4/4_8/8_8 (removed from ggml)";
     case 34: return "TQ1_0";
@@ -397,7 +395,7 @@ GgufFile parse(Source& src, const std::string& where) {
     const GgmlTypeInfo* info = type_table(type_id);
     if (!info)
       fail(at, "expected a ggml type reft reads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
-           "Q2_K..Q8_K, I8..I64, F64), found type ", type_id,
+           "Q2_K..Q8_K, IQ4_NL, IQ4_XS, I8..I64, F64), found type ", type_id,
            foreign_type_name(type_id).empty() ? std::string()
                                               : " (" + std::string(foreign_type_name(type_id)) + ")");
     t.type = static_cast<GgmlType>(type_id);
@@ -873,7 +871,13 @@ float bf16_to_float(uint16_t b) {
 //   Q4_K (256, 144 B): d, dmin, scales[12] (eight 6-bit scales and mins), qs[128] (4-bit).
 //   Q5_K (256, 176 B): d, dmin, scales[12], qh[32] (5th bits), qs[128].
 //   Q6_K (256, 210 B): ql[128] (low 4 bits), qh[64] (high 2 bits), scales[16] int8, d.
+//   Q3_K (256, 110 B): hmask[32] (3rd bits), qs[64] (low 2 bits), scales[12] (sixteen 6-bit
+//                     scales, offset by 32), d.
 //   Q8_K (256, 292 B): d (float32), qs[256] int8, bsums[16] int16 (unused here).
+//   IQ4_NL (32, 18 B): d, qs[16]; 4-bit indices into a fixed table of 16 non-uniform levels,
+//                     nibbles ordered as Q4_0's.
+//   IQ4_XS (256, 136 B): d, scales_h (u16), scales_l[4], qs[128]; eight sub-blocks of 32 with a
+//                     6-bit scale each (offset by 32), indices as IQ4_NL's.
 
 namespace {
 
@@ -1005,6 +1009,59 @@ void dq_q6_k(const uint8_t* b, float* y) {
   }
 }
 
+// Q3_K: the 6-bit scale k (0..15, one per 16 elements) takes its low 4 bits from the low
+// (k < 8) or high (k ≥ 8) nibble of scales[k % 8] and its high 2 bits from bits 2·(k / 4) of
+// scales[8 + k % 4]. Element e (half h = e / 128, pass p = (e % 128) / 32, l = e % 32) takes
+// bits 2p of qs[32h + l]; it is lowered by 4 unless bit 4h + p of hmask[l] is set.
+void dq_q3_k(const uint8_t* b, float* y) {
+  const uint8_t* hmask = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* sc = b + 96;
+  const float d = half_at(b + 108);
+  for (int e = 0; e < 256; ++e) {
+    const int k = e / 16;
+    const int low = k < 8 ? sc[k] & 0x0f : sc[k - 8] >> 4;
+    const int high = (sc[8 + k % 4] >> (2 * (k / 4))) & 3;
+    const int scale = (low | (high << 4)) - 32;
+    const int h = e / 128, p = (e % 128) / 32, l = e % 32;
+    const int q = (qs[32 * h + l] >> (2 * p)) & 3;
+    const int lowered = (hmask[l] >> (4 * h + p)) & 1 ? 0 : 4;
+    y[e] = d * static_cast<float>(scale) * static_cast<float>(q - lowered);
+  }
+}
+
+// The 16 levels of IQ4_NL and IQ4_XS (ggml's kvalues_iq4nl).
+constexpr int8_t kIq4Levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                   1,    13,   25,  38,  53,  69,  89,  113};
+
+void dq_iq4_nl(const uint8_t* b, float* y) {
+  const float d = half_at(b);
+  const uint8_t* qs = b + 2;
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(kIq4Levels[qs[j] & 0x0f]);
+    y[j + 16] = d * static_cast<float>(kIq4Levels[qs[j] >> 4]);
+  }
+}
+
+// IQ4_XS: sub-block k's scale has low 4 bits from nibble k % 2 of scales_l[k / 2] and high 2
+// bits from bits 2k of scales_h; its 32 elements are 16 bytes of qs laid out as IQ4_NL's.
+void dq_iq4_xs(const uint8_t* b, float* y) {
+  const float d = half_at(b);
+  uint16_t scales_h;
+  std::memcpy(&scales_h, b + 2, 2);
+  const uint8_t* scales_l = b + 4;
+  const uint8_t* qs = b + 8;
+  for (int k = 0; k < 8; ++k) {
+    const int low = (scales_l[k / 2] >> (4 * (k % 2))) & 0x0f;
+    const int high = (scales_h >> (2 * k)) & 3;
+    const float dl = d * static_cast<float>((low | (high << 4)) - 32);
+    for (int j = 0; j < 16; ++j) {
+      y[32 * k + j] = dl * static_cast<float>(kIq4Levels[qs[16 * k + j] & 0x0f]);
+      y[32 * k + j + 16] = dl * static_cast<float>(kIq4Levels[qs[16 * k + j] >> 4]);
+    }
+  }
+}
+
 void dq_q8_k(const uint8_t* b, float* y) {
   float d;
   std::memcpy(&d, b, 4);
@@ -1018,8 +1075,8 @@ bool can_dequantize(GgmlType type) {
   switch (type) {
     case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0:
     case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
-    case GgmlType::Q2_K: case GgmlType::Q4_K: case GgmlType::Q5_K: case GgmlType::Q6_K:
-    case GgmlType::Q8_K:
+    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
+    case GgmlType::Q6_K: case GgmlType::Q8_K: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
       return true;
     default: return false;
   }
@@ -1030,7 +1087,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   const GgmlTypeInfo* info = type_table(id);
   if (!info || !can_dequantize(type))
     fail("[dequantize] expected a type reft dequantizes (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-         "Q8_0, Q2_K, Q4_K, Q5_K, Q6_K, Q8_K), found ", ggml_type_name(id));
+         "Q8_0, Q2_K..Q8_K, IQ4_NL, IQ4_XS), found ", ggml_type_name(id));
   if (n < 0 || n % info->block_size != 0)
     fail("[dequantize] expected a multiple of ", info->block_size, " elements for ", info->name,
          ", found ", n);
@@ -1052,10 +1109,13 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
       case GgmlType::Q5_1: dq_q5(p, dst, true); break;
       case GgmlType::Q8_0: dq_q8_0(p, dst); break;
       case GgmlType::Q2_K: dq_q2_k(p, dst); break;
+      case GgmlType::Q3_K: dq_q3_k(p, dst); break;
       case GgmlType::Q4_K: dq_q45_k(p, dst, false); break;
       case GgmlType::Q5_K: dq_q45_k(p, dst, true); break;
       case GgmlType::Q6_K: dq_q6_k(p, dst); break;
       case GgmlType::Q8_K: dq_q8_k(p, dst); break;
+      case GgmlType::IQ4_NL: dq_iq4_nl(p, dst); break;
+      case GgmlType::IQ4_XS: dq_iq4_xs(p, dst); break;
       default: break;  // excluded above
     }
   }

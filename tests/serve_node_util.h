@@ -10,6 +10,7 @@
 #include "reft/reft_model.h"
 #include "serve_util.h"
 #include "test_util.h"
+#include "torch_test_util.h"
 
 namespace reft::test {
 
@@ -89,15 +90,7 @@ struct ServedStories {
 
   void make_adapter(Model& base, const std::string& name, const std::vector<int64_t>& layers,
                     const std::string& positions, uint64_t seed) {
-    InterventionOptions o;
-    o.type = InterventionType::kLoReFT;
-    o.low_rank_dimension = 2;
-    ReftModel reft(base, ReftConfig::build(layers, Component::kBlockOutput, o, positions, false),
-                   seed);
-    torch::NoGradGuard no_grad;
-    for (auto& [n, t] : reft.named_parameters())
-      if (n.find("bias") != std::string::npos) t.normal_(0, 20.0);
-    save_adapter(reft, adapters / name, AdapterMeta{});
+    save_random_loreft(base, adapters / name, layers, positions, seed, 20.0);
   }
 
   /// `reft generate` alone (greedy): the reference answer for a prompt, "" adapter = the base.

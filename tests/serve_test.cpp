@@ -51,15 +51,7 @@ struct Fixture {
 
   static void make_adapter(Model& base, const fs::path& dir, const std::vector<int64_t>& layers,
                            const std::string& positions, uint64_t seed) {
-    InterventionOptions o;
-    o.type = InterventionType::kLoReFT;
-    o.low_rank_dimension = 2;
-    ReftModel reft(base, ReftConfig::build(layers, Component::kBlockOutput, o, positions, false),
-                   seed);
-    torch::NoGradGuard g;
-    for (auto& [n, t] : reft.named_parameters())
-      if (n.find("bias") != std::string::npos) t.normal_(0, 2.0);  // an unmistakable edit
-    save_adapter(reft, dir, AdapterMeta{});
+    test::save_random_loreft(base, dir, layers, positions, seed, 2.0);  // an unmistakable edit
   }
 };
 

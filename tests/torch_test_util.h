@@ -8,8 +8,10 @@
 #include <sstream>
 #include <string>
 
+#include "reft/adapter.h"
 #include "reft/intervention.h"
 #include "reft/model.h"
+#include "reft/reft_model.h"
 #include "reft/presets.h"
 #include "test_util.h"
 
@@ -88,5 +90,21 @@ inline constexpr InterventionType kAllInterventionTypes[] = {
     InterventionType::kCollect,     InterventionType::kLowRankRotated,
     InterventionType::kRotated,     InterventionType::kBoundlessRotated,
     InterventionType::kSigmoidMask};
+
+/// Saves a random rank-2 LoReFT adapter over `base` at block_output of `layers` into `dir`; biases
+/// drawn with `bias_std` so that its edit visibly changes greedy answers (serving tests).
+inline void save_random_loreft(Model& base, const std::filesystem::path& dir,
+                               const std::vector<int64_t>& layers, const std::string& positions,
+                               uint64_t seed, double bias_std) {
+  InterventionOptions o;
+  o.type = InterventionType::kLoReFT;
+  o.low_rank_dimension = 2;
+  ReftModel reft(base, ReftConfig::build(layers, Component::kBlockOutput, o, positions, false),
+                 seed);
+  torch::NoGradGuard no_grad;
+  for (auto& [n, t] : reft.named_parameters())
+    if (n.find("bias") != std::string::npos) t.normal_(0, bias_std);
+  save_adapter(reft, dir, AdapterMeta{});
+}
 
 }  // namespace reft::test

@@ -16,12 +16,17 @@
 namespace reft::cli {
 namespace {
 
-int run_bench_generate(const Args& args) {
+// --model with --device/--dtype, after --threads.
+std::unique_ptr<Model> bench_model(const Args& args) {
   apply_runtime_flags(args);
   LoadOptions lo;
   lo.device = parse_device(args.get("device"));
   lo.dtype = parse_dtype(args.get("dtype"));
-  auto model = load_model(args.get("model"), lo);
+  return load_model(args.get("model"), lo);
+}
+
+int run_bench_generate(const Args& args) {
+  auto model = bench_model(args);
   GenerateBenchOptions opt;
   opt.prefill_batch = args.get_int("prefill-batch");
   opt.prefill_tokens = args.get_int("prefill-tokens");
@@ -65,11 +70,7 @@ int run_bench_generate(const Args& args) {
 }
 
 int run_bench_train(const Args& args) {
-  apply_runtime_flags(args);
-  LoadOptions lo;
-  lo.device = parse_device(args.get("device"));
-  lo.dtype = parse_dtype(args.get("dtype"));
-  auto model = load_model(args.get("model"), lo);
+  auto model = bench_model(args);
   auto config = config_from_flags(args, model->info());
   ReftModel reft(*model, config, 0);
   TrainBenchOptions o;
@@ -113,11 +114,7 @@ int run_bench_train(const Args& args) {
 }
 
 int run_bench_serve(const Args& args) {
-  apply_runtime_flags(args);
-  LoadOptions lo;
-  lo.device = parse_device(args.get("device"));
-  lo.dtype = parse_dtype(args.get("dtype"));
-  auto model = load_model(args.get("model"), lo);
+  auto model = bench_model(args);
   ServeBenchOptions o;
   o.adapters = args.get_int("adapters");
   o.streams = args.get_int("streams");

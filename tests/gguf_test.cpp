@@ -325,6 +325,22 @@ TEST(Gguf, ArraysNestedTooDeep) {
   EXPECT_NO_THROW(reft::parse_gguf_layout(reft::gguf_bytes({{"deep", ok}}, {}), "t.gguf"));
 }
 
+TEST(Gguf, ArraysOfArraysAreCapped) {
+  // One array of 2^20 + 1 empty arrays (12 bytes each in the file) is refused before the
+  // ~150 MB it would take parsed; 2^20 of them are read.
+  auto file_of = [](uint32_t n) {
+    std::string bytes = reft::gguf_bytes({{"many", GgufValue::array_of_arrays({})}}, {});
+    put_u64(bytes, after_string(bytes, "many") + 8, n);  // the outer count
+    bytes.resize(after_string(bytes, "many") + 16);
+    for (uint32_t i = 0; i < n; ++i) bytes += std::string("\x05\0\0\0\0\0\0\0\0\0\0\0", 12);
+    return bytes;
+  };
+  expect_error(file_of((1u << 20) + 1),
+               "metadata key 'many': expected at most 1048576 arrays inside arrays");
+  EXPECT_EQ(reft::parse_gguf_layout(file_of(1u << 20), "t.gguf").get_array("many").arrays.size(),
+            1u << 20);
+}
+
 TEST(Gguf, BadAlignment) {
   auto metadata = sample_metadata();
   metadata.emplace_back("general.alignment", GgufValue::u32(64));

@@ -167,6 +167,7 @@ struct GgufFile {
 /// Limits a parse applies beyond the file's size.
 inline constexpr uint32_t kGgufMaxDims = 4;
 inline constexpr int kGgufMaxArrayDepth = 8;  // arrays of arrays, nested at most this deep
+// (and at most 2^20 arrays inside arrays in a file's metadata, all nesting levels together)
 
 /// Reads and validates the header, metadata and tensor infos of the GGUF file at `path`
 /// (a regular file; read through a bounded buffered reader, never whole). Every count, length

@@ -27,7 +27,8 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
-constexpr uint64_t kMaxTensorName = 63;  // ggml's GGML_MAX_NAME (64) less the terminating NUL
+constexpr uint64_t kMaxTensorName = 63;
+constexpr uint64_t kMaxNestedArrays = uint64_t{1} << 20;  // in all of a file's metadata  // ggml's GGML_MAX_NAME (64) less the terminating NUL
 
 // ---- the ggml type table ----
 
@@ -212,6 +213,10 @@ class Cursor {
     src_.read(pos_, out->data(), static_cast<size_t>(n));
     pos_ += n;
   }
+  // Arrays of arrays cost ~150 bytes of memory per element for 12 bytes of file; their total is
+  // capped so that such a file cannot take more than a few times its size.
+  uint64_t nested_arrays_left = kMaxNestedArrays;
+
   std::string string(const std::string& what) {
     const uint64_t at = pos_;
     const uint64_t len = u64("the length of " + what);
@@ -269,6 +274,10 @@ void read_array(Cursor& in, GgufValue* v, const std::string& what, int depth) {
     for (uint64_t i = 0; i < v->count; ++i)
       v->strings.push_back(in.string(what + "[" + std::to_string(i) + "]"));
   } else {
+    if (v->count > in.nested_arrays_left)
+      fail("[", in.where(), "] ", what, ": expected at most ", kMaxNestedArrays,
+           " arrays inside arrays in the metadata, found more; the file is corrupt");
+    in.nested_arrays_left -= v->count;
     v->arrays.reserve(static_cast<size_t>(v->count));
     for (uint64_t i = 0; i < v->count; ++i)
       v->arrays.push_back(

@@ -79,6 +79,27 @@ TEST(Kernels, LinearMatchesAtLinearForFewAndManyRows) {
                             at::linear(x, weight), 1e-4, 1e-5));
 }
 
+// Without autograd, 2 … 32 rows take the unpacked small-M kernel (a batch's decode step): every
+// tile shape and tail of rows, columns and the reduction dimension, with and without a bias.
+TEST(Kernels, SmallBatchLinearMatchesAtLinear) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  for (int64_t rows : {2, 3, 4, 5, 7, 16, 17, 32})
+    for (int64_t k : {1, 15, 16, 33, 200})
+      for (int64_t n : {1, 3, 4, 6, 70, 600}) {
+        const auto x = torch::randn({rows, k});
+        const auto weight = torch::randn({n, k});
+        const auto bias = torch::randn({n});
+        const std::string what = "small-M linear " + std::to_string(rows) + "x" +
+                                 std::to_string(k) + " · " + std::to_string(n);
+        EXPECT_TRUE(tensors_close(what, kernels::linear(x, weight, bias),
+                                  at::linear(x, weight, bias), 1e-4, 1e-5));
+        EXPECT_TRUE(tensors_close(what + " (no bias, 3-d)",
+                                  kernels::linear(x.view({1, rows, k}), weight, {}),
+                                  at::linear(x.view({1, rows, k}), weight), 1e-4, 1e-5));
+      }
+}
+
 TEST(Kernels, GemvMatchesMvOnOneAndSeveralThreads) {
   torch::manual_seed(6);
   torch::NoGradGuard no_grad;

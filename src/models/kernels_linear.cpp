@@ -45,6 +45,60 @@ REFT_MULTIVERSION void gemv_rows(const float* w, int64_t ldw, const float* x, co
   }
 }
 
+// x Wᵀ for a few rows of x (a decode step of a batch) without packing W: BLAS copies all of W into
+// its panel layout on every call, as costly as the product itself when x has 16 rows. Here a tile
+// of TO rows of W and TM rows of x is multiplied in registers (TO·TM accumulators of 16 lanes), so
+// each loaded piece of W serves TM rows of x and each piece of x TO rows of W.
+template <int TO, int TM>
+__attribute__((always_inline)) inline void small_m_tile(const float* w, const float* x, int64_t K,
+                                                        const float* bias, float* y, int64_t N,
+                                                        int64_t o0, int64_t m0) {
+  f32x16 acc[TM][TO] = {};
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    f32x16 wv[TO], xv[TM];
+    for (int o = 0; o < TO; ++o) wv[o] = load16(w + (o0 + o) * K + k);
+    for (int m = 0; m < TM; ++m) xv[m] = load16(x + (m0 + m) * K + k);
+    for (int m = 0; m < TM; ++m)
+      for (int o = 0; o < TO; ++o) acc[m][o] += xv[m] * wv[o];
+  }
+  using i32x16 = int32_t __attribute__((vector_size(64)));
+  for (int m = 0; m < TM; ++m)
+    for (int o = 0; o < TO; ++o) {
+      f32x16 a = acc[m][o];
+      a += __builtin_shuffle(a, i32x16{8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});
+      a += __builtin_shuffle(a, i32x16{4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});
+      a += __builtin_shuffle(a, i32x16{2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});
+      float sum = a[0] + a[1];
+      const float* wr = w + (o0 + o) * K;
+      const float* xr = x + (m0 + m) * K;
+      for (int64_t j = k; j < K; ++j) sum += wr[j] * xr[j];
+      y[(m0 + m) * N + o0 + o] = bias ? sum + bias[o0 + o] : sum;
+    }
+}
+
+template <int TO>
+__attribute__((always_inline)) inline void small_m_rows(const float* w, const float* x, int64_t K,
+                                                        int64_t M, const float* bias, float* y,
+                                                        int64_t N, int64_t o0) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) small_m_tile<TO, 4>(w, x, K, bias, y, N, o0, m);
+  switch (M - m) {
+    case 3: small_m_tile<TO, 3>(w, x, K, bias, y, N, o0, m); break;
+    case 2: small_m_tile<TO, 2>(w, x, K, bias, y, N, o0, m); break;
+    case 1: small_m_tile<TO, 1>(w, x, K, bias, y, N, o0, m); break;
+    default: break;
+  }
+}
+
+REFT_MULTIVERSION void gemm_small_m(const float* w, const float* x, int64_t K, int64_t M,
+                                    const float* bias, float* y, int64_t N, int64_t begin,
+                                    int64_t end) {
+  int64_t o = begin;
+  for (; o + 4 <= end; o += 4) small_m_rows<4>(w, x, K, M, bias, y, N, o);
+  for (; o < end; ++o) small_m_rows<1>(w, x, K, M, bias, y, N, o);
+}
+
 }  // namespace detail
 
 namespace {
@@ -55,6 +109,8 @@ using namespace detail;
 // product over two threads made it ~10× slower here (the wake-up and the halved blocks cost more
 // than the second core gives).
 constexpr int64_t kSmallGemm = 32ll << 20;
+constexpr int64_t kWideColumns = 256;          // columns per thread that make a product "wide"
+constexpr int64_t kSmallWideGemm = 2ll << 20;  // multiply-adds below which even those stay serial
 
 // Row-major C = op(A)·op(B) + β·C (A M×K, B K×N after op): large products are split into blocks
 // of output columns, one per thread of the pool, each a single-threaded BLAS call; blocks are
@@ -62,7 +118,11 @@ constexpr int64_t kSmallGemm = 32ll << 20;
 void parallel_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                    int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   const int64_t threads = at::get_num_threads();
-  if (M * N * K < kSmallGemm || threads < 2 || at::in_parallel_region() || N < 32) {
+  // Wide products split even when small: a decode step of a batch (M of a few rows, N of hundreds
+  // of weight rows) still gives each thread a long run of columns, where the products above
+  // (N of 64) gave it too little.
+  const bool wide = N >= kWideColumns * threads && M * N * K >= kSmallWideGemm;
+  if ((M * N * K < kSmallGemm && !wide) || threads < 2 || at::in_parallel_region() || N < 32) {
     blas::gemm(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
     return;
   }
@@ -127,12 +187,45 @@ bool built_with_openmp() {
 #endif
 }
 
+// x Wᵀ + b for 2 … kSmallM rows of x without autograd (a batch's decode step): gemm_small_m on
+// equal ranges of W's rows per thread. Undefined when it does not apply.
+constexpr int64_t kSmallM = 32;
+
+torch::Tensor small_m_linear(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias) {
+  const int64_t K = weight.size(1), N = weight.size(0);
+  const int64_t M = K > 0 ? x.numel() / K : 0;
+  if (M < 2 || M > kSmallM || (bias.defined() && !bias.is_contiguous()) ||
+      (torch::GradMode::is_enabled() && (wants_grad(x) || wants_grad(weight) || wants_grad(bias))))
+    return {};
+  const auto x2 = x.reshape({M, K}).contiguous();
+  auto y = torch::empty({M, N}, weight.options());
+  const float* w = weight.data_ptr<float>();
+  const float* xp = x2.data_ptr<float>();
+  const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t parts = weight.numel() >= (1 << 18) && !at::in_parallel_region()
+                            ? std::max(1, at::get_num_threads())
+                            : 1;
+  const int64_t chunk = ((N + parts - 1) / parts + 15) / 16 * 16;
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t lo = std::min(N, part * chunk), hi = std::min(N, lo + chunk);
+      gemm_small_m(w, xp, K, M, b, yp, N, lo, hi);
+    }
+  });
+  auto shape = x.sizes().vec();
+  shape.back() = N;
+  return y.view(shape);
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias) {
   if (!fast_path(x) || !fast_path(weight) || (bias.defined() && !fast_path(bias)) ||
       !weight.is_contiguous() || x.size(-1) != weight.size(1))
     return at::linear(x, weight,
                       bias.defined() ? c10::optional<torch::Tensor>(bias) : c10::nullopt);
+  if (auto y = small_m_linear(x, weight, bias); y.defined()) return y;
   auto y = run<LinearFn>(x.is_contiguous() ? x : x.contiguous(), weight);
   return bias.defined() ? y + bias : y;
 }

@@ -364,6 +364,19 @@ TEST_F(ServeTest, AdaptersLoadAndUnloadAtRunTime) {
   EXPECT_EQ(completion_text(r, false, false),
             generate("The fox", (fx().adapters / "more" / "late").string(), 8));
   EXPECT_EQ(http(port(), "GET", "/v1/models/late").status, 200);
+  // A pyreft directory serves too: adapter a exported with `reft convert --to pyreft` answers
+  // as a does.
+  const auto exported = test::reft({"convert", "--to", "pyreft", (fx().adapters / "a").string(),
+                                    "--output", (fx().adapters / "more" / "pyreft_a").string()});
+  ASSERT_EQ(exported.status, 0) << exported.err;
+  ASSERT_EQ(load("pa", "more/pyreft_a").status, 200);
+  const json ask_a = {{"prompt", "The fox"}, {"max_tokens", 8}, {"temperature", 0}};
+  json ask_pa = ask_a, ask_orig = ask_a;
+  ask_pa["model"] = "pa";
+  ask_orig["model"] = "a";
+  EXPECT_EQ(completion_text(post(port(), "/v1/completions", ask_pa), false, false),
+            completion_text(post(port(), "/v1/completions", ask_orig), false, false));
+  EXPECT_EQ(http(port(), "DELETE", "/v1/adapters/pa").status, 200);
   EXPECT_EQ(http(port(), "DELETE", "/v1/adapters/late").status, 200);
   EXPECT_EQ(http(port(), "DELETE", "/v1/adapters/late").status, 404);
   EXPECT_EQ(post(port(), "/v1/completions", ask).status, 404);

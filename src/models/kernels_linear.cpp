@@ -52,10 +52,13 @@ REFT_MULTIVERSION void gemv_rows(const float* w, int64_t ldw, const float* x, co
 template <int TO, int TM>
 __attribute__((always_inline)) inline void small_m_tile(const float* w, const float* x, int64_t K,
                                                         const float* bias, float* y, int64_t N,
-                                                        int64_t o0, int64_t m0) {
+                                                        int64_t o0, int64_t m0,
+                                                        const float* prefetch) {
   f32x16 acc[TM][TO] = {};
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
+    if (prefetch)  // one cache line of each of the next tile's rows per step
+      for (int o = 0; o < 4; ++o) __builtin_prefetch(prefetch + o * K + k, 0, 3);
     f32x16 wv[TO], xv[TM];
     for (int o = 0; o < TO; ++o) wv[o] = load16(w + (o0 + o) * K + k);
     for (int m = 0; m < TM; ++m) xv[m] = load16(x + (m0 + m) * K + k);
@@ -80,13 +83,18 @@ __attribute__((always_inline)) inline void small_m_tile(const float* w, const fl
 template <int TO>
 __attribute__((always_inline)) inline void small_m_rows(const float* w, const float* x, int64_t K,
                                                         int64_t M, const float* bias, float* y,
-                                                        int64_t N, int64_t o0) {
+                                                        int64_t N, int64_t o0, const float* next) {
+  // The next tile of W is fetched during a pass that reads this one from cache (the second group
+  // of rows of x when there is one), so memory streams while the products run.
+  const int64_t prefetch_at = M > 4 ? 4 : 0;
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) small_m_tile<TO, 4>(w, x, K, bias, y, N, o0, m);
+  for (; m + 4 <= M; m += 4)
+    small_m_tile<TO, 4>(w, x, K, bias, y, N, o0, m, m == prefetch_at ? next : nullptr);
+  const float* pf = m == prefetch_at ? next : nullptr;
   switch (M - m) {
-    case 3: small_m_tile<TO, 3>(w, x, K, bias, y, N, o0, m); break;
-    case 2: small_m_tile<TO, 2>(w, x, K, bias, y, N, o0, m); break;
-    case 1: small_m_tile<TO, 1>(w, x, K, bias, y, N, o0, m); break;
+    case 3: small_m_tile<TO, 3>(w, x, K, bias, y, N, o0, m, pf); break;
+    case 2: small_m_tile<TO, 2>(w, x, K, bias, y, N, o0, m, pf); break;
+    case 1: small_m_tile<TO, 1>(w, x, K, bias, y, N, o0, m, pf); break;
     default: break;
   }
 }
@@ -95,8 +103,9 @@ REFT_MULTIVERSION void gemm_small_m(const float* w, const float* x, int64_t K, i
                                     const float* bias, float* y, int64_t N, int64_t begin,
                                     int64_t end) {
   int64_t o = begin;
-  for (; o + 4 <= end; o += 4) small_m_rows<4>(w, x, K, M, bias, y, N, o);
-  for (; o < end; ++o) small_m_rows<1>(w, x, K, M, bias, y, N, o);
+  for (; o + 4 <= end; o += 4)
+    small_m_rows<4>(w, x, K, M, bias, y, N, o, o + 8 <= end ? w + (o + 4) * K : nullptr);
+  for (; o < end; ++o) small_m_rows<1>(w, x, K, M, bias, y, N, o, nullptr);
 }
 
 }  // namespace detail

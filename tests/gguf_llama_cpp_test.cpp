@@ -63,15 +63,25 @@ GgufTensorData f16_tensor(const std::string& name, std::vector<uint64_t> dims, R
 // The byte offsets of the fp16 scales in one block of `type` (random bytes there could be NaN).
 std::vector<int> scale_offsets(GgmlType type) {
   switch (type) {
-    case GgmlType::Q8_0: case GgmlType::Q4_0: case GgmlType::Q5_0: case GgmlType::IQ4_NL:
+    case GgmlType::Q8_0:
+    case GgmlType::Q4_0:
+    case GgmlType::Q5_0:
+    case GgmlType::IQ4_NL:
     case GgmlType::IQ4_XS:
       return {0};
-    case GgmlType::Q3_K: return {108};
-    case GgmlType::Q4_1: case GgmlType::Q5_1: case GgmlType::Q4_K: case GgmlType::Q5_K:
+    case GgmlType::Q3_K:
+      return {108};
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_1:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
       return {0, 2};
-    case GgmlType::Q6_K: return {208};
-    case GgmlType::Q2_K: return {80, 82};
-    default: return {};
+    case GgmlType::Q6_K:
+      return {208};
+    case GgmlType::Q2_K:
+      return {80, 82};
+    default:
+      return {};
   }
 }
 
@@ -113,7 +123,11 @@ std::vector<std::pair<std::string, GgufValue>> tiny_llama_metadata() {
     scores.push_back(0);
     types.push_back(6);  // byte
   }
-  for (const char* piece : {"\xe2\x96\x81" "a", "\xe2\x96\x81" "b", "a", "b", "\xe2\x96\x81"}) {
+  for (const char* piece : {"\xe2\x96\x81"
+                            "a",
+                            "\xe2\x96\x81"
+                            "b",
+                            "a", "b", "\xe2\x96\x81"}) {
     tokens.push_back(piece);
     scores.push_back(-1.0f - static_cast<float>(tokens.size()) * 0.01f);
     types.push_back(1);  // normal
@@ -185,9 +199,9 @@ TEST(GgufLlamaCpp, WriterFilesLoadAndDequantizationMatches) {
     GTEST_SKIP() << "node or tools/llama-cpp-ref/node_modules absent (cd tools/llama-cpp-ref && "
                     "npm ci)";
   reft::test::TempDir tmp;
-  const GgmlType kTypes[] = {GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0, GgmlType::Q4_0,
-                             GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K,
-                             GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+  const GgmlType kTypes[] = {GgmlType::F16,    GgmlType::BF16,  GgmlType::Q8_0, GgmlType::Q4_0,
+                             GgmlType::Q4_1,   GgmlType::Q5_0,  GgmlType::Q5_1, GgmlType::Q2_K,
+                             GgmlType::Q3_K,   GgmlType::Q4_K,  GgmlType::Q5_K, GgmlType::Q6_K,
                              GgmlType::IQ4_NL, GgmlType::IQ4_XS};
   std::map<std::string, std::vector<float>> expected;  // file → reft's row of "▁a", normalised
   std::string command = "cd '" + tool.string() + "' && node embedding.mjs a";
@@ -205,8 +219,7 @@ TEST(GgufLlamaCpp, WriterFilesLoadAndDequantizationMatches) {
     const uint64_t row_bytes = kEmbd / info->block_size * info->type_size;
     const std::string bytes = reft::read_file(file);
     std::vector<float> row(kEmbd);
-    reft::dequantize_row(type, bytes.data() + embd->begin + kTokenA * row_bytes, row.data(),
-                         kEmbd);
+    reft::dequantize_row(type, bytes.data() + embd->begin + kTokenA * row_bytes, row.data(), kEmbd);
     expected[file.string()] = unit(row);
     command += " '" + file.string() + "'";
   }
@@ -225,7 +238,8 @@ TEST(GgufLlamaCpp, WriterFilesLoadAndDequantizationMatches) {
     const auto& want = expected.at(file);
     ASSERT_EQ(got.size(), want.size());
     float max_diff = 0;
-    for (size_t i = 0; i < got.size(); ++i) max_diff = std::max(max_diff, std::fabs(got[i] - want[i]));
+    for (size_t i = 0; i < got.size(); ++i)
+      max_diff = std::max(max_diff, std::fabs(got[i] - want[i]));
     EXPECT_LT(max_diff, 1e-5f) << "reft's dequantization differs from llama.cpp's";
     ++checked;
   }

@@ -51,18 +51,21 @@ Metadata sample_metadata() {
       {"t.bool", GgufValue::boolean(true)},
       {"t.u64", GgufValue::u64(uint64_t{1} << 40)},
       {"t.i64", scalar(GgufType::kInt64, static_cast<uint64_t>(int64_t{-(int64_t{1} << 40)}))},
-      {"t.f64", scalar(GgufType::kFloat64, [] {
-         double d = -1.5;
-         uint64_t b;
-         std::memcpy(&b, &d, 8);
-         return b;
-       }())},
-      {"tokenizer.ggml.tokens", GgufValue::string_array({"<s>", "</s>", "a", "", "\xe2\x96\x81" "b"})},
+      {"t.f64", scalar(GgufType::kFloat64,
+                       [] {
+                         double d = -1.5;
+                         uint64_t b;
+                         std::memcpy(&b, &d, 8);
+                         return b;
+                       }())},
+      {"tokenizer.ggml.tokens", GgufValue::string_array({"<s>", "</s>", "a", "",
+                                                         "\xe2\x96\x81"
+                                                         "b"})},
       {"tokenizer.ggml.token_type", GgufValue::i32_array({3, 3, 1, 1, 1})},
       {"tokenizer.ggml.scores", GgufValue::f32_array({0.0f, 0.0f, -1.0f, -2.0f, -3.5f})},
-      {"t.nested", GgufValue::array_of_arrays({GgufValue::i32_array({1, 2}),
-                                               GgufValue::string_array({"x"}),
-                                               GgufValue::array_of_arrays({})})},
+      {"t.nested",
+       GgufValue::array_of_arrays({GgufValue::i32_array({1, 2}), GgufValue::string_array({"x"}),
+                                   GgufValue::array_of_arrays({})})},
   };
 }
 
@@ -154,7 +157,9 @@ TEST(Gguf, RoundTripMetadataAndTensors) {
 
   const auto& tokens = f.get_array("tokenizer.ggml.tokens");
   EXPECT_EQ(tokens.elem_type, GgufType::kString);
-  EXPECT_EQ(tokens.strings, (std::vector<std::string>{"<s>", "</s>", "a", "", "\xe2\x96\x81" "b"}));
+  EXPECT_EQ(tokens.strings, (std::vector<std::string>{"<s>", "</s>", "a", "",
+                                                      "\xe2\x96\x81"
+                                                      "b"}));
   const auto& types = f.get_array("tokenizer.ggml.token_type");
   ASSERT_EQ(types.count, 5u);
   EXPECT_EQ(types.int_at(0), 3);
@@ -276,7 +281,8 @@ TEST(Gguf, HugeStringAndArrayLengths) {
   // The length of the token array: type, element type, count.
   bytes = good;
   put_u64(bytes, after_string(good, "tokenizer.ggml.tokens") + 8, uint64_t{1} << 60);
-  expect_error(bytes, "string elements (the bytes left in the file), found length 1152921504606846976");
+  expect_error(bytes,
+               "string elements (the bytes left in the file), found length 1152921504606846976");
   bytes = good;
   put_u64(bytes, after_string(good, "tokenizer.ggml.scores") + 8, ~uint64_t{0} / 2);
   expect_error(bytes, "float32 elements (the bytes left in the file)");
@@ -310,7 +316,8 @@ TEST(Gguf, BadValues) {
     f.get_array("nope");
     ADD_FAILURE();
   } catch (const reft::Error& e) {
-    EXPECT_STREQ(e.what(), "[t.gguf] expected metadata key 'nope' of type array, found no such key");
+    EXPECT_STREQ(e.what(),
+                 "[t.gguf] expected metadata key 'nope' of type array, found no such key");
   }
   EXPECT_THROW(f.get_int("general.architecture"), reft::Error);
   EXPECT_THROW(f.get_bool("t.u8", false), reft::Error);
@@ -390,8 +397,9 @@ TEST(Gguf, BadTensorInfos) {
   bytes = good;
   put_u64(bytes, a.dims, uint64_t{1} << 40);
   put_u64(bytes, a.dims + 8, uint64_t{1} << 40);
-  expect_error(bytes, "expected dimensions whose product fits in 63 bits, found [1099511627776, "
-                      "1099511627776]");
+  expect_error(bytes,
+               "expected dimensions whose product fits in 63 bits, found [1099511627776, "
+               "1099511627776]");
   bytes = good;
   put_u64(bytes, a.dims, ~uint64_t{0});
   expect_error(bytes, "fits in 63 bits");
@@ -401,24 +409,28 @@ TEST(Gguf, BadTensorInfos) {
 
   bytes = good;
   put_u64(bytes, c.dims, 16);  // half a Q8_0 block
-  expect_error(bytes, "expected the first dimension to be a multiple of 32 (the block size of "
-                      "Q8_0), found [16, 2]");
+  expect_error(bytes,
+               "expected the first dimension to be a multiple of 32 (the block size of "
+               "Q8_0), found [16, 2]");
 
   bytes = good;
   put_u64(bytes, b.offset, 40);
-  expect_error(bytes, "tensor 'b.bias': expected a data offset that is a multiple of the "
-                      "alignment 32, found 40");
+  expect_error(bytes,
+               "tensor 'b.bias': expected a data offset that is a multiple of the "
+               "alignment 32, found 40");
   bytes = good;
   put_u64(bytes, c.offset, uint64_t{1} << 40);
-  expect_error(bytes, "tensor 'c.weight': expected its 68 bytes ([32, 2] Q8_0) at data offset "
-                      "1099511627776 inside the");
+  expect_error(bytes,
+               "tensor 'c.weight': expected its 68 bytes ([32, 2] Q8_0) at data offset "
+               "1099511627776 inside the");
   bytes = good;
   put_u64(bytes, c.offset, ~uint64_t{0} - 31);  // aligned, and offset + size overflows
   expect_error(bytes, "past its end");
   bytes = good;
   put_u64(bytes, b.offset, 0);  // on top of a.weight
-  expect_error(bytes, "expected tensors not to overlap, found 'b.bias' [0, 6) and 'a.weight' "
-                      "[0, 32)");
+  expect_error(bytes,
+               "expected tensors not to overlap, found 'b.bias' [0, 6) and 'a.weight' "
+               "[0, 32)");
 
   // A duplicate name (same length): rename c.weight to a.weight.
   bytes = good;
@@ -449,12 +461,12 @@ TEST(Gguf, RefusesNonRegularFiles) {
 
 TEST(Gguf, TypeTable) {
   const std::pair<GgmlType, std::pair<int, int>> kExpected[] = {
-      {GgmlType::F32, {1, 4}},     {GgmlType::F16, {1, 2}},     {GgmlType::BF16, {1, 2}},
-      {GgmlType::Q4_0, {32, 18}},  {GgmlType::Q4_1, {32, 20}},  {GgmlType::Q5_0, {32, 22}},
-      {GgmlType::Q5_1, {32, 24}},  {GgmlType::Q8_0, {32, 34}},  {GgmlType::Q2_K, {256, 84}},
-      {GgmlType::Q3_K, {256, 110}}, {GgmlType::Q4_K, {256, 144}}, {GgmlType::Q5_K, {256, 176}},
-      {GgmlType::Q6_K, {256, 210}}, {GgmlType::Q8_K, {256, 292}},
-      {GgmlType::IQ4_NL, {32, 18}}, {GgmlType::IQ4_XS, {256, 136}},
+      {GgmlType::F32, {1, 4}},        {GgmlType::F16, {1, 2}},      {GgmlType::BF16, {1, 2}},
+      {GgmlType::Q4_0, {32, 18}},     {GgmlType::Q4_1, {32, 20}},   {GgmlType::Q5_0, {32, 22}},
+      {GgmlType::Q5_1, {32, 24}},     {GgmlType::Q8_0, {32, 34}},   {GgmlType::Q2_K, {256, 84}},
+      {GgmlType::Q3_K, {256, 110}},   {GgmlType::Q4_K, {256, 144}}, {GgmlType::Q5_K, {256, 176}},
+      {GgmlType::Q6_K, {256, 210}},   {GgmlType::Q8_K, {256, 292}}, {GgmlType::IQ4_NL, {32, 18}},
+      {GgmlType::IQ4_XS, {256, 136}},
   };
   for (const auto& [type, geometry] : kExpected) {
     const auto* info = reft::ggml_type_info(static_cast<uint32_t>(type));
@@ -489,7 +501,7 @@ TEST(Gguf, HalfFloats) {
     ASSERT_EQ(reft::float_to_fp16(f), h) << std::hex << h;
   }
   // Rounding: to nearest, ties to even; overflow to infinity.
-  EXPECT_EQ(reft::float_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie → even
+  EXPECT_EQ(reft::float_to_fp16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);      // tie → even
   EXPECT_EQ(reft::float_to_fp16(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);  // tie → even
   EXPECT_EQ(reft::float_to_fp16(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)), 0x3c01);
   EXPECT_EQ(reft::float_to_fp16(65520.0f), 0x7c00);
@@ -634,7 +646,8 @@ TEST(GgufDequantize, Q5_K) {
   auto q_of = [](int e) { return (e * 11 + 5) % 32; };
   for (int e = 0; e < 256; ++e) {
     const int sub = e / 32, l = e % 32;
-    b[48 + 32 * (e / 64) + l] |= static_cast<uint8_t>(sub % 2 == 0 ? q_of(e) & 15 : (q_of(e) & 15) << 4);
+    b[48 + 32 * (e / 64) + l] |=
+        static_cast<uint8_t>(sub % 2 == 0 ? q_of(e) & 15 : (q_of(e) & 15) << 4);
     b[16 + l] |= static_cast<uint8_t>((q_of(e) >> 4) << sub);  // 5th bit: bit `sub` of qh[l]
   }
   std::vector<float> y(256);
@@ -650,7 +663,7 @@ TEST(GgufDequantize, Q6_K) {
   uint8_t b[210] = {};
   const int8_t scales[16] = {1, -1, 2, -2, 3, -3, 127, -128, 5, 6, 7, 8, -9, -10, 11, 12};
   std::memcpy(b + 192, scales, 16);
-  put_half(b + 208, 0x3400);  // d = 0.25
+  put_half(b + 208, 0x3400);                            // d = 0.25
   auto q_of = [](int e) { return (e * 13 + 1) % 64; };  // stored 0..63, value q − 32
   for (int e = 0; e < 256; ++e) {
     const int h = e / 128, r = (e % 128) / 32, l = e % 32;
@@ -660,8 +673,7 @@ TEST(GgufDequantize, Q6_K) {
   }
   std::vector<float> y(256);
   reft::dequantize_row(GgmlType::Q6_K, b, y.data(), 256);
-  for (int e = 0; e < 256; ++e)
-    EXPECT_EQ(y[e], 0.25f * scales[e / 16] * (q_of(e) - 32)) << e;
+  for (int e = 0; e < 256; ++e) EXPECT_EQ(y[e], 0.25f * scales[e / 16] * (q_of(e) - 32)) << e;
   // By hand: element 100 (scale 127, q = 1301 % 64 = 21 → −11) = 0.25 · 127 · −11.
   EXPECT_EQ(y[100], -349.25f);
 }

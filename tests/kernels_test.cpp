@@ -328,9 +328,9 @@ TEST(Kernels, CausalAttentionInQueryBlocksMatchesReference) {
     mask[1].narrow(0, 0, 9).fill_(0);
     auto w = torch::randn({B, T, H * Dh});
     const std::string what = "block attention, past " + std::to_string(past);
-    auto a = run([&](auto& in) { return kernels::attention(in[0], in[1], in[2], mask, 0.25, true,
-                                                           0); },
-                 {q, k, v}, w);
+    auto a =
+        run([&](auto& in) { return kernels::attention(in[0], in[1], in[2], mask, 0.25, true, 0); },
+            {q, k, v}, w);
     auto b = run([&](auto& in) { return reference_attention(in[0], in[1], in[2], mask, 0.25, 0); },
                  {q, k, v}, w);
     EXPECT_TRUE(tensors_close(what, a.first, b.first, 1e-5, 1e-5));

@@ -86,7 +86,8 @@ TEST(OpenaiApi, BadBodiesNameTheField) {
        "only allowed"},
       {R"({"prompt": "x", "n": 2})", 400, "n", "'n'"},
       {R"({"prompt": "x", "logprobs": 3})", 400, "logprobs", "not supported"},
-      {R"({"prompt": "x", "frequency_penalty": 1})", 400, "frequency_penalty", "repetition_penalty"},
+      {R"({"prompt": "x", "frequency_penalty": 1})", 400, "frequency_penalty",
+       "repetition_penalty"},
       {R"({"prompt": "x", "tools": [{}]})", 400, "tools", "tool calling"},
       {R"({"prompt": "x", "model": 3})", 400, "model", "a string"},
       {R"({"prompt": "x", "model": "../etc"})", 404, "model", "does not exist"},
@@ -95,7 +96,8 @@ TEST(OpenaiApi, BadBodiesNameTheField) {
     const auto e = error_of([&] { parse_completion_request(c.body); });
     EXPECT_EQ(e.status(), c.status) << c.body;
     EXPECT_EQ(e.param(), c.param) << c.body;
-    EXPECT_NE(std::string(e.what()).find(c.needle), std::string::npos) << c.body << ": " << e.what();
+    EXPECT_NE(std::string(e.what()).find(c.needle), std::string::npos)
+        << c.body << ": " << e.what();
     EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
   }
   const std::vector<std::pair<const char*, const char*>> chat = {
@@ -107,11 +109,13 @@ TEST(OpenaiApi, BadBodiesNameTheField) {
       {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
        "messages[0].content"},
       {R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 1,
-           "max_completion_tokens": 1})", "max_tokens"},
+           "max_completion_tokens": 1})",
+       "max_tokens"},
       {R"({"messages": [{"role": "user", "content": "x"}], "chat_template_kwargs": 1})",
        "chat_template_kwargs"},
       {R"({"messages": [{"role": "user", "content": "x"}],
-           "chat_template_kwargs": {"messages": []}})", "chat_template_kwargs"},
+           "chat_template_kwargs": {"messages": []}})",
+       "chat_template_kwargs"},
   };
   for (const auto& [body, param] : chat) {
     const auto e = error_of([&] { parse_chat_request(body); });

@@ -80,8 +80,9 @@ class ServeTest : public ::testing::Test {
 
   // `reft generate` alone: the reference for a greedy answer.
   static std::string generate(const std::string& prompt, const std::string& adapter_dir, int n) {
-    std::vector<std::string> args = {"generate", "--model", fx().model.string(), "--prompt", prompt,
-                                     "--max-new-tokens", std::to_string(n), "--threads", "1"};
+    std::vector<std::string> args = {"generate",        "--model",   fx().model.string(),
+                                     "--prompt",        prompt,      "--max-new-tokens",
+                                     std::to_string(n), "--threads", "1"};
     if (!adapter_dir.empty()) args.insert(args.end(), {"--adapter", adapter_dir});
     const auto r = test::reft(args);
     EXPECT_EQ(r.status, 0) << r.err;
@@ -99,7 +100,8 @@ std::string completion_text(const test::HttpResponse& r, bool stream, bool chat,
     const json j = r.json();
     const json& c = j.at("choices").at(0);
     if (finish) *finish = c.at("finish_reason");
-    return chat ? c.at("message").at("content").get<std::string>() : c.at("text").get<std::string>();
+    return chat ? c.at("message").at("content").get<std::string>()
+                : c.at("text").get<std::string>();
   }
   std::string text;
   const auto events = r.events();
@@ -148,16 +150,19 @@ TEST_F(ServeTest, GreedyCompletionsEqualGenerateAlone) {
     bool stream;
   };
   const std::vector<Case> cases = {
-      {"Once upon a time", "a", 12, false}, {"The fox", "model", 20, true},
+      {"Once upon a time", "a", 12, false},    {"The fox", "model", 20, true},
       {"One day the fox found", "b", 9, true}, {"jump and play", "c", 15, false},
-      {"near the river", "a", 7, true},       {"a little fox who lived", "b", 14, false},
+      {"near the river", "a", 7, true},        {"a little fox who lived", "b", 14, false},
   };
   std::vector<std::future<test::HttpResponse>> answers;
   for (const auto& c : cases)
     answers.push_back(std::async(std::launch::async, [&c] {
       return post(port(), "/v1/completions",
-                  {{"model", c.model}, {"prompt", c.prompt}, {"max_tokens", c.n},
-                   {"temperature", 0}, {"stream", c.stream}});
+                  {{"model", c.model},
+                   {"prompt", c.prompt},
+                   {"max_tokens", c.n},
+                   {"temperature", 0},
+                   {"stream", c.stream}});
     }));
   std::set<std::string> distinct;
   for (size_t i = 0; i < cases.size(); ++i) {
@@ -178,35 +183,39 @@ TEST_F(ServeTest, GreedyCompletionsEqualGenerateAlone) {
   }
   // The adapters change the answer (else the comparison says nothing about routing).
   for (const std::string m : {"model", "a", "b", "c"})
-    distinct.insert(completion_text(post(port(), "/v1/completions",
-                                         {{"model", m}, {"prompt", "Once upon a time"},
-                                          {"max_tokens", 12}, {"temperature", 0}}),
-                                    false, false));
+    distinct.insert(completion_text(
+        post(
+            port(), "/v1/completions",
+            {{"model", m}, {"prompt", "Once upon a time"}, {"max_tokens", 12}, {"temperature", 0}}),
+        false, false));
   EXPECT_GE(distinct.size(), 3u);
 }
 
 // Chat renders the model's chat_template (bos_token included) and tokenizes it without adding
 // special tokens, as transformers' apply_chat_template does.
 TEST_F(ServeTest, ChatRendersTheModelsTemplate) {
-  const json messages = json::array({{{"role", "system"}, {"content", "Be brief."}},
-                                     {{"role", "user"}, {"content", "The fox"}}});
+  const json messages = json::array(
+      {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "The fox"}}});
   test::TempDir tmp;
   std::ofstream(tmp.path() / "m.json") << messages.dump();
   const auto rendered = test::reft({"render-chat", "--model", fx().model.string(), "--messages",
                                     (tmp.path() / "m.json").string(), "--add-generation-prompt"});
   ASSERT_EQ(rendered.status, 0) << rendered.err;
   EXPECT_EQ(rendered.out.rfind("<s>system: Be brief.\n", 0), 0u) << rendered.out;
-  const auto ids = test::reft({"tokenize", "--model", fx().model.string(), "--text", rendered.out,
-                               "--no-special"});
+  const auto ids = test::reft(
+      {"tokenize", "--model", fx().model.string(), "--text", rendered.out, "--no-special"});
   ASSERT_EQ(ids.status, 0) << ids.err;
   for (bool stream : {false, true}) {
     const auto chat = post(port(), "/v1/chat/completions",
-                           {{"model", "b"}, {"messages", messages}, {"max_tokens", 10},
-                            {"temperature", 0}, {"stream", stream}});
+                           {{"model", "b"},
+                            {"messages", messages},
+                            {"max_tokens", 10},
+                            {"temperature", 0},
+                            {"stream", stream}});
     ASSERT_EQ(chat.status, 200) << chat.body;
-    const auto plain = post(port(), "/v1/completions",
-                            {{"model", "b"}, {"prompt", json::parse(ids.out)}, {"max_tokens", 10},
-                             {"temperature", 0}});
+    const auto plain = post(
+        port(), "/v1/completions",
+        {{"model", "b"}, {"prompt", json::parse(ids.out)}, {"max_tokens", 10}, {"temperature", 0}});
     ASSERT_EQ(plain.status, 200) << plain.body;
     EXPECT_EQ(completion_text(chat, stream, true), completion_text(plain, false, false));
     if (stream) {
@@ -221,8 +230,11 @@ TEST_F(ServeTest, ChatRendersTheModelsTemplate) {
 
 TEST_F(ServeTest, StreamingWithUsageAndStopStrings) {
   const auto r = post(port(), "/v1/completions",
-                      {{"prompt", "Once upon a time"}, {"max_tokens", 6}, {"temperature", 0},
-                       {"stream", true}, {"stream_options", {{"include_usage", true}}}});
+                      {{"prompt", "Once upon a time"},
+                       {"max_tokens", 6},
+                       {"temperature", 0},
+                       {"stream", true},
+                       {"stream_options", {{"include_usage", true}}}});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_NE(r.headers.find("text/event-stream"), std::string::npos);
   const auto events = r.events();
@@ -232,22 +244,27 @@ TEST_F(ServeTest, StreamingWithUsageAndStopStrings) {
   EXPECT_GT(usage["usage"]["completion_tokens"].get<int>(), 0);
   // A stop string cuts the text before it, with finish_reason "stop".
   std::string finish;
-  const std::string full = completion_text(post(port(), "/v1/completions",
-                                                {{"prompt", "The fox"}, {"max_tokens", 30},
-                                                 {"temperature", 0}, {"ignore_eos", true}}),
-                                           false, false);
+  const std::string full = completion_text(
+      post(port(), "/v1/completions",
+           {{"prompt", "The fox"}, {"max_tokens", 30}, {"temperature", 0}, {"ignore_eos", true}}),
+      false, false);
   // Two whole UTF-8 characters from the second half (a random model writes any bytes).
-  const auto starts_char = [&](size_t i) { return (static_cast<unsigned char>(full[i]) & 0xC0) != 0x80; };
+  const auto starts_char = [&](size_t i) {
+    return (static_cast<unsigned char>(full[i]) & 0xC0) != 0x80;
+  };
   size_t from = full.size() / 2, to = from;
   while (from < full.size() && !starts_char(from)) ++from;
   to = from;
-  for (int chars = 0; chars < 2 && to < full.size(); ++chars)
-    do ++to; while (to < full.size() && !starts_char(to));
+  for (int chars = 0; chars < 2 && to < full.size(); ++chars) do
+      ++to;
+    while (to < full.size() && !starts_char(to));
   const std::string stop = full.substr(from, to - from);
   ASSERT_FALSE(stop.empty()) << full;
   const std::string cut = completion_text(post(port(), "/v1/completions",
-                                               {{"prompt", "The fox"}, {"max_tokens", 30},
-                                                {"temperature", 0}, {"ignore_eos", true},
+                                               {{"prompt", "The fox"},
+                                                {"max_tokens", 30},
+                                                {"temperature", 0},
+                                                {"ignore_eos", true},
                                                 {"stop", stop}}),
                                           false, false, &finish);
   EXPECT_EQ(cut, full.substr(0, full.find(stop)));
@@ -258,8 +275,12 @@ TEST_F(ServeTest, StreamingWithUsageAndStopStrings) {
 TEST_F(ServeTest, SeededSampling) {
   const auto ask = [](int seed) {
     return completion_text(post(port(), "/v1/completions",
-                                {{"model", "a"}, {"prompt", "The fox"}, {"max_tokens", 16},
-                                 {"temperature", 1.0}, {"top_p", 0.95}, {"seed", seed},
+                                {{"model", "a"},
+                                 {"prompt", "The fox"},
+                                 {"max_tokens", 16},
+                                 {"temperature", 1.0},
+                                 {"top_p", 0.95},
+                                 {"seed", seed},
                                  {"ignore_eos", true}}),
                            false, false);
   };
@@ -354,7 +375,8 @@ TEST_F(ServeTest, AdaptersLoadAndUnloadAtRunTime) {
   EXPECT_EQ(load("model", "more/late").status, 409);  // the base model's id
   EXPECT_EQ(load("bad name!", "more/late").status, 400);
 
-  const json ask = {{"model", "late"}, {"prompt", "The fox"}, {"max_tokens", 8}, {"temperature", 0}};
+  const json ask = {
+      {"model", "late"}, {"prompt", "The fox"}, {"max_tokens", 8}, {"temperature", 0}};
   EXPECT_EQ(post(port(), "/v1/completions", ask).status, 404);
   const auto loaded = load("late", "more/late");
   ASSERT_EQ(loaded.status, 200) << loaded.body;
@@ -392,8 +414,11 @@ TEST_F(ServeTest, DroppedStreamIsCancelled) {
   const double before = cancelled();
   const int fd = test::connect_loopback(port());
   ASSERT_GE(fd, 0);
-  const json body = {{"prompt", "The fox"}, {"max_tokens", 240}, {"temperature", 0},
-                     {"ignore_eos", true}, {"stream", true}};
+  const json body = {{"prompt", "The fox"},
+                     {"max_tokens", 240},
+                     {"temperature", 0},
+                     {"ignore_eos", true},
+                     {"stream", true}};
   ASSERT_TRUE(test::send_all(fd, test::request_text("POST", "/v1/completions", body.dump(), {})));
   char buf[256];
   ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // the stream has started
@@ -423,9 +448,13 @@ TEST(ServeLimits, QueueFullApiKeyAndGracefulShutdown) {
   // A long stream holds the only row.
   const int fd = test::connect_loopback(port);
   ASSERT_GE(fd, 0);
-  const json long_body = {{"prompt", "The fox"}, {"max_tokens", 1500}, {"temperature", 0},
-                          {"ignore_eos", true}, {"stream", true}};
-  ASSERT_TRUE(test::send_all(fd, test::request_text("POST", "/v1/completions", long_body.dump(), key)));
+  const json long_body = {{"prompt", "The fox"},
+                          {"max_tokens", 1500},
+                          {"temperature", 0},
+                          {"ignore_eos", true},
+                          {"stream", true}};
+  ASSERT_TRUE(
+      test::send_all(fd, test::request_text("POST", "/v1/completions", long_body.dump(), key)));
   std::string streamed;
   char buf[4096];
   ssize_t n = ::recv(fd, buf, sizeof buf, 0);

@@ -54,7 +54,8 @@ class ServerProcess {
   int stop(int sig = SIGTERM, double timeout_s = 60) {
     if (exited_) return exit_status_;
     kill(child_.pid, sig);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
     int status = 0;
     while (waitpid(child_.pid, &status, WNOHANG) != child_.pid) {
       if (std::chrono::steady_clock::now() > deadline) {
@@ -121,12 +122,12 @@ inline bool send_all(int fd, const std::string& data) {
 }
 
 inline std::string request_text(const std::string& method, const std::string& path,
-                                const std::string& body,
-                                const std::vector<std::string>& headers) {
+                                const std::string& body, const std::vector<std::string>& headers) {
   std::string r = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
   for (const auto& h : headers) r += h + "\r\n";
   if (!body.empty() || method == "POST")
-    r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+    r +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
   return r + "\r\n" + body;
 }
 
@@ -146,7 +147,8 @@ inline std::string dechunk(const std::string& raw) {
 
 /// One request on its own connection; reads until the server closes it.
 inline HttpResponse http(int port, const std::string& method, const std::string& path,
-                         const std::string& body = "", const std::vector<std::string>& headers = {}) {
+                         const std::string& body = "",
+                         const std::vector<std::string>& headers = {}) {
   HttpResponse r;
   const int fd = connect_loopback(port);
   if (fd < 0) return r;

@@ -11,8 +11,8 @@
 #include "reft/adapter.h"
 #include "reft/intervention.h"
 #include "reft/model.h"
-#include "reft/reft_model.h"
 #include "reft/presets.h"
+#include "reft/reft_model.h"
 #include "test_util.h"
 
 namespace reft::test {

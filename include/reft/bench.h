@@ -85,11 +85,11 @@ struct ServeBenchOptions {
 };
 
 struct ServeBenchResult {
-  double single_tokens_per_s = 0;    // one request at a time
-  double base_tokens_per_s = 0;      // `streams` concurrent, every request on the base model
-  double adapters_tokens_per_s = 0;  // the same load, every request on a different adapter
-  double concurrency_speedup = 0;    // base_tokens_per_s / single_tokens_per_s
-  double adapter_ratio = 0;          // adapters_tokens_per_s / base_tokens_per_s
+  double single_tokens_per_s = 0;         // one request at a time
+  double base_tokens_per_s = 0;           // `streams` concurrent, every request on the base model
+  double adapters_tokens_per_s = 0;       // the same load, every request on a different adapter
+  double concurrency_speedup = 0;         // base_tokens_per_s / single_tokens_per_s
+  double adapter_ratio = 0;               // adapters_tokens_per_s / base_tokens_per_s
   double ttft_p50_s = 0, ttft_p99_s = 0;  // time to first token in the adapter run
   double mean_batch = 0;                  // rows per decode step in the adapter run
   /// Decode phase only: tokens of decode steps per second of decode steps (prefills excluded).

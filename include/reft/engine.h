@@ -89,9 +89,9 @@ struct StreamEvent {
                                 // a stop string, and the stop string itself, never appear)
   bool finished = false;
   FinishReason reason = FinishReason::kNone;
-  std::string error;               // kError: the message
-  int64_t prompt_tokens = 0;       // always filled
-  int64_t completion_tokens = 0;   // generated so far (all of them once finished)
+  std::string error;              // kError: the message
+  int64_t prompt_tokens = 0;      // always filled
+  int64_t completion_tokens = 0;  // generated so far (all of them once finished)
 };
 
 /// One request's channel between the engine thread and its client. Thread-safe.
@@ -124,18 +124,18 @@ struct Histogram {
 };
 
 struct EngineStats {
-  int64_t queue_length = 0;       // waiting requests now
-  int64_t running = 0;            // rows in the batch now
-  uint64_t requests_started = 0;  // admitted into the batch
-  uint64_t requests_finished = 0; // by reason, below
+  int64_t queue_length = 0;        // waiting requests now
+  int64_t running = 0;             // rows in the batch now
+  uint64_t requests_started = 0;   // admitted into the batch
+  uint64_t requests_finished = 0;  // by reason, below
   uint64_t finished_stop = 0, finished_length = 0, finished_cancelled = 0, finished_error = 0;
   uint64_t prompt_tokens = 0, generated_tokens = 0;
   uint64_t decode_steps = 0, prefills = 0;
   double prefill_seconds = 0, decode_seconds = 0;  // engine-thread time in each phase
-  Histogram batch_size;          // rows per decode step
-  Histogram time_to_first_token; // seconds from submit() to the first token
-  Histogram request_latency;     // seconds from submit() to the end
-  Histogram queue_wait;          // seconds from submit() to admission
+  Histogram batch_size;                            // rows per decode step
+  Histogram time_to_first_token;                   // seconds from submit() to the first token
+  Histogram request_latency;                       // seconds from submit() to the end
+  Histogram queue_wait;                            // seconds from submit() to admission
 };
 
 class Engine {

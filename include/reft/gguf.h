@@ -207,8 +207,8 @@ bool can_dequantize(GgmlType type);
 
 /// Expands `n` elements of `type` at `src` (n / block_size blocks, as stored in a GGUF tensor's
 /// row) into `dst`. Reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
-/// Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS; throws reft::Error for other types and for an `n` that is not a whole number of
-/// blocks.
+/// Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS; throws reft::Error for other types and for an `n` that is not
+/// a whole number of blocks.
 void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n);
 
 }  // namespace reft

@@ -73,7 +73,8 @@ RunResult run_load(Model& model, const std::vector<std::vector<int64_t>>& prompt
   out.tokens_per_s = static_cast<double>(generated) / seconds;
   const auto stats = engine.stats();
   out.mean_batch = stats.batch_size.count ? stats.batch_size.sum / stats.batch_size.count : 0;
-  out.decode_tokens_per_s = stats.decode_seconds > 0 ? stats.batch_size.sum / stats.decode_seconds : 0;
+  out.decode_tokens_per_s =
+      stats.decode_seconds > 0 ? stats.batch_size.sum / stats.decode_seconds : 0;
   return out;
 }
 

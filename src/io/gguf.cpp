@@ -28,7 +28,9 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr uint64_t kMaxTensorName = 63;
-constexpr uint64_t kMaxNestedArrays = uint64_t{1} << 20;  // in all of a file's metadata  // ggml's GGML_MAX_NAME (64) less the terminating NUL
+constexpr uint64_t kMaxNestedArrays =
+    uint64_t{1}
+    << 20;  // in all of a file's metadata  // ggml's GGML_MAX_NAME (64) less the terminating NUL
 
 // ---- the ggml type table ----
 
@@ -37,14 +39,14 @@ constexpr GgmlTypeInfo kUnknownType{"", 0, 0};
 // Indexed by type id; an empty name is an id reft does not know the layout of.
 const GgmlTypeInfo* type_table(uint32_t id) {
   static const GgmlTypeInfo kTable[] = {
-      {"F32", 1, 4},     {"F16", 1, 2},     {"Q4_0", 32, 18},  {"Q4_1", 32, 20},
-      kUnknownType,      kUnknownType,      {"Q5_0", 32, 22},  {"Q5_1", 32, 24},
-      {"Q8_0", 32, 34},  {"Q8_1", 32, 36},  {"Q2_K", 256, 84}, {"Q3_K", 256, 110},
+      {"F32", 1, 4},      {"F16", 1, 2},      {"Q4_0", 32, 18},   {"Q4_1", 32, 20},
+      kUnknownType,       kUnknownType,       {"Q5_0", 32, 22},   {"Q5_1", 32, 24},
+      {"Q8_0", 32, 34},   {"Q8_1", 32, 36},   {"Q2_K", 256, 84},  {"Q3_K", 256, 110},
       {"Q4_K", 256, 144}, {"Q5_K", 256, 176}, {"Q6_K", 256, 210}, {"Q8_K", 256, 292},
-      kUnknownType,      kUnknownType,      kUnknownType,      kUnknownType,
-      {"IQ4_NL", 32, 18}, kUnknownType,     kUnknownType,      {"IQ4_XS", 256, 136},
-      {"I8", 1, 1},      {"I16", 1, 2},     {"I32", 1, 4},     {"I64", 1, 8},
-      {"F64", 1, 8},     kUnknownType,      {"BF16", 1, 2},
+      kUnknownType,       kUnknownType,       kUnknownType,       kUnknownType,
+      {"IQ4_NL", 32, 18}, kUnknownType,       kUnknownType,       {"IQ4_XS", 256, 136},
+      {"I8", 1, 1},       {"I16", 1, 2},      {"I32", 1, 4},      {"I64", 1, 8},
+      {"F64", 1, 8},      kUnknownType,       {"BF16", 1, 2},
   };
   if (id >= std::size(kTable) || kTable[id].name.empty()) return nullptr;
   return &kTable[id];
@@ -53,31 +55,62 @@ const GgmlTypeInfo* type_table(uint32_t id) {
 // ggml's names for the types whose layout reft does not know, for error messages.
 std::string_view foreign_type_name(uint32_t id) {
   switch (id) {
-    case 4: return "Q4_2 (removed from ggml)";
-    case 5: return "Q4_3 (removed from ggml)";
-    case 16: return "IQ2_XXS";
-    case 17: return "IQ2_XS";
-    case 18: return "IQ3_XXS";
-    case 19: return "IQ1_S";
-    case 21: return "IQ3_S";
-    case 22: return "IQ2_S";
-    case 29: return "IQ1_M";
-    case 31: case 32: case 33: return "Q4_0_4_4/4_8/8_8 (removed from ggml)";
-    case 34: return "TQ1_0";
-    case 35: return "TQ2_0";
-    case 36: case 37: case 38: return "IQ4_NL_4_4/4_8/8_8 (removed from ggml)";
-    case 39: return "MXFP4";
-    default: return "";
+    case 4:
+      return "Q4_2 (removed from ggml)";
+    case 5:
+      return "Q4_3 (removed from ggml)";
+    case 16:
+      return "IQ2_XXS";
+    case 17:
+      return "IQ2_XS";
+    case 18:
+      return "IQ3_XXS";
+    case 19:
+      return "IQ1_S";
+    case 21:
+      return "IQ3_S";
+    case 22:
+      return "IQ2_S";
+    case 29:
+      return "IQ1_M";
+    case 31:
+    case 32:
+    case 33:
+      return "Q4_0_4_4/4_8/8_8 (removed from ggml)";
+    case 34:
+      return "TQ1_0";
+    case 35:
+      return "TQ2_0";
+    case 36:
+    case 37:
+    case 38:
+      return "IQ4_NL_4_4/4_8/8_8 (removed from ggml)";
+    case 39:
+      return "MXFP4";
+    default:
+      return "";
   }
 }
 
 int gguf_scalar_size(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-    case GgufType::kUint16: case GgufType::kInt16: return 2;
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
-    case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
-    default: return 0;  // string, array, unknown
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kBool:
+      return 1;
+    case GgufType::kUint16:
+    case GgufType::kInt16:
+      return 2;
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kFloat32:
+      return 4;
+    case GgufType::kUint64:
+    case GgufType::kInt64:
+    case GgufType::kFloat64:
+      return 8;
+    default:
+      return 0;  // string, array, unknown
   }
 }
 
@@ -86,12 +119,14 @@ bool known_gguf_type(uint32_t id) { return id <= static_cast<uint32_t>(GgufType:
 // A scalar's bits as stored in GgufValue::bits: signed integers sign-extended.
 uint64_t widen(GgufType t, uint64_t raw) {
   switch (t) {
-    case GgufType::kInt8: return static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(raw)));
+    case GgufType::kInt8:
+      return static_cast<uint64_t>(static_cast<int64_t>(static_cast<int8_t>(raw)));
     case GgufType::kInt16:
       return static_cast<uint64_t>(static_cast<int64_t>(static_cast<int16_t>(raw)));
     case GgufType::kInt32:
       return static_cast<uint64_t>(static_cast<int64_t>(static_cast<int32_t>(raw)));
-    default: return raw;
+    default:
+      return raw;
   }
 }
 
@@ -162,13 +197,14 @@ class FileSource : public Source {
       buf_.resize(static_cast<size_t>(std::min<uint64_t>(kChunk, size_ - offset)));
       size_t got = 0;
       while (got < buf_.size()) {
-        const ssize_t r = ::pread(fd_, buf_.data() + got, buf_.size() - got,
-                                  static_cast<off_t>(offset + got));
+        const ssize_t r =
+            ::pread(fd_, buf_.data() + got, buf_.size() - got, static_cast<off_t>(offset + got));
         if (r <= 0) {
           buf_.clear();
-          fail("[", where_, "] expected to read ", size_, " bytes, found the file shorter or "
-               "unreadable at offset ", offset + got, " (", r < 0 ? std::strerror(errno) : "EOF",
-               ")");
+          fail("[", where_, "] expected to read ", size_,
+               " bytes, found the file shorter or "
+               "unreadable at offset ",
+               offset + got, " (", r < 0 ? std::strerror(errno) : "EOF", ")");
         }
         got += static_cast<size_t>(r);
       }
@@ -255,12 +291,12 @@ void read_array(Cursor& in, GgufValue* v, const std::string& what, int depth) {
   v->count = in.u64("the length of " + what);
   // The fewest bytes one element takes in the file bounds the count before any allocation.
   const int scalar = gguf_scalar_size(v->elem_type);
-  const uint64_t min_bytes = scalar > 0 ? static_cast<uint64_t>(scalar)
+  const uint64_t min_bytes = scalar > 0                          ? static_cast<uint64_t>(scalar)
                              : v->elem_type == GgufType::kString ? 8
                                                                  : 12;  // nested: type + length
   if (v->count > in.left() / min_bytes)
-    fail("[", in.where(), "] ", what, ": expected an array of at most ", in.left() / min_bytes,
-         " ", gguf_type_name(v->elem_type), " elements (the bytes left in the file), found length ",
+    fail("[", in.where(), "] ", what, ": expected an array of at most ", in.left() / min_bytes, " ",
+         gguf_type_name(v->elem_type), " elements (the bytes left in the file), found length ",
          v->count, " at offset ", at, "; the file is truncated or corrupt");
   if (scalar > 0) {
     in.bytes(&v->raw, v->count * static_cast<uint64_t>(scalar), what);
@@ -333,7 +369,8 @@ GgufFile parse(Source& src, const std::string& where) {
   file.version = in.u32("the version");
   if (file.version != 2 && file.version != 3) {
     if (file.version == 1)
-      fail("[", where, "] expected GGUF version 2 or 3, found 1 (GGUFv1 from before August 2023 "
+      fail("[", where,
+           "] expected GGUF version 2 or 3, found 1 (GGUFv1 from before August 2023 "
            "is not read; convert the model again)");
     if ((file.version & 0xffff) == 0)
       fail("[", where, "] expected GGUF version 2 or 3, found ", file.version,
@@ -357,8 +394,7 @@ GgufFile parse(Source& src, const std::string& where) {
     std::string key = in.string("metadata key #" + std::to_string(i));
     const std::string what = "metadata key '" + printable_name(key) + "'";
     if (file.metadata_index.count(key))
-      fail("[", where, "] expected unique metadata keys, found '", printable_name(key),
-           "' twice");
+      fail("[", where, "] expected unique metadata keys, found '", printable_name(key), "' twice");
     const GgufType type = read_value_type(in, what);
     GgufValue value = read_value(in, type, what, 0);
     file.metadata_index.emplace(key, file.metadata.size());
@@ -382,9 +418,11 @@ GgufFile parse(Source& src, const std::string& where) {
     const std::string at = "[" + where + "] tensor '" + printable_name(t.name) + "': ";
     if (t.name.size() > kMaxTensorName)
       fail(at, "expected a name of at most ", kMaxTensorName, " bytes, found ", t.name.size());
-    if (tensor_index.count(t.name)) fail("[", where, "] expected unique tensor names, found '",
-                                         printable_name(t.name), "' twice");
-    const uint32_t n_dims = in.u32("the dimension count of tensor '" + printable_name(t.name) + "'");
+    if (tensor_index.count(t.name))
+      fail("[", where, "] expected unique tensor names, found '", printable_name(t.name),
+           "' twice");
+    const uint32_t n_dims =
+        in.u32("the dimension count of tensor '" + printable_name(t.name) + "'");
     if (n_dims < 1 || n_dims > kGgufMaxDims)
       fail(at, "expected 1 to ", kGgufMaxDims, " dimensions, found ", n_dims);
     unsigned __int128 numel = 1;
@@ -403,10 +441,13 @@ GgufFile parse(Source& src, const std::string& where) {
     const uint32_t type_id = in.u32("the type of tensor '" + printable_name(t.name) + "'");
     const GgmlTypeInfo* info = type_table(type_id);
     if (!info)
-      fail(at, "expected a ggml type reft reads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
-           "Q2_K..Q8_K, IQ4_NL, IQ4_XS, I8..I64, F64), found type ", type_id,
-           foreign_type_name(type_id).empty() ? std::string()
-                                              : " (" + std::string(foreign_type_name(type_id)) + ")");
+      fail(at,
+           "expected a ggml type reft reads (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, "
+           "Q2_K..Q8_K, IQ4_NL, IQ4_XS, I8..I64, F64), found type ",
+           type_id,
+           foreign_type_name(type_id).empty()
+               ? std::string()
+               : " (" + std::string(foreign_type_name(type_id)) + ")");
     t.type = static_cast<GgmlType>(type_id);
     if (t.dims[0] % info->block_size != 0)
       fail(at, "expected the first dimension to be a multiple of ", info->block_size,
@@ -448,8 +489,8 @@ GgufFile parse(Source& src, const std::string& where) {
     const auto& cur = *by_offset[i];
     if (prev.nbytes > 0 && cur.nbytes > 0 && cur.offset < prev.offset + prev.nbytes)
       fail("[", where, "] expected tensors not to overlap, found '", printable_name(prev.name),
-           "' [", prev.offset, ", ", prev.offset + prev.nbytes, ") and '",
-           printable_name(cur.name), "' [", cur.offset, ", ", cur.offset + cur.nbytes,
+           "' [", prev.offset, ", ", prev.offset + prev.nbytes, ") and '", printable_name(cur.name),
+           "' [", cur.offset, ", ", cur.offset + cur.nbytes,
            ") in the data section; the file is corrupt");
   }
   return file;
@@ -459,9 +500,8 @@ GgufFile parse(Source& src, const std::string& where) {
                              const GgufValue* v) {
   fail("[", f.where, "] expected metadata key '", printable_name(std::string(key)), "' of type ",
        expected, ", found ",
-       v ? gguf_type_name(v->type) + (v->type == GgufType::kArray
-                                          ? " of " + gguf_type_name(v->elem_type)
-                                          : std::string())
+       v ? gguf_type_name(v->type) +
+               (v->type == GgufType::kArray ? " of " + gguf_type_name(v->elem_type) : std::string())
          : std::string("no such key"));
 }
 
@@ -470,19 +510,26 @@ GgufFile parse(Source& src, const std::string& where) {
 // ---- values ----
 
 std::string gguf_type_name(GgufType type) {
-  static const char* kNames[] = {"uint8", "int8",    "uint16", "int16",  "uint32",
-                                 "int32", "float32", "bool",   "string", "array",
-                                 "uint64", "int64",  "float64"};
+  static const char* kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                 "int32",  "float32", "bool",   "string", "array",
+                                 "uint64", "int64",   "float64"};
   const auto id = static_cast<uint32_t>(type);
   return id < std::size(kNames) ? kNames[id] : "type " + std::to_string(id);
 }
 
 bool GgufValue::is_integer() const {
   switch (type) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kUint16: case GgufType::kInt16:
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kUint64: case GgufType::kInt64:
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kUint16:
+    case GgufType::kInt16:
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kUint64:
+    case GgufType::kInt64:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -491,9 +538,9 @@ bool GgufValue::is_float() const {
 }
 
 int64_t GgufValue::as_int(const std::string& where) const {
-  if (!is_integer())
-    fail("[", where, "] expected an integer, found ", gguf_type_name(type));
-  if (type == GgufType::kUint64 && bits > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+  if (!is_integer()) fail("[", where, "] expected an integer, found ", gguf_type_name(type));
+  if (type == GgufType::kUint64 &&
+      bits > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
     fail("[", where, "] expected an integer below 2^63, found ", bits);
   return static_cast<int64_t>(bits);
 }
@@ -710,7 +757,9 @@ void put_string(std::string& out, const std::string& s) {
 
 void put_value_body(std::string& out, const GgufValue& v, const std::string& what) {
   switch (v.type) {
-    case GgufType::kString: put_string(out, v.str); return;
+    case GgufType::kString:
+      put_string(out, v.str);
+      return;
     case GgufType::kArray: {
       put(out, static_cast<uint32_t>(v.elem_type), 4);
       put(out, v.count, 8);
@@ -739,7 +788,8 @@ void put_value_body(std::string& out, const GgufValue& v, const std::string& wha
     }
     default: {
       const int size = gguf_scalar_size(v.type);
-      if (size == 0) fail("[", what, "] expected a GGUF value type, found ", gguf_type_name(v.type));
+      if (size == 0)
+        fail("[", what, "] expected a GGUF value type, found ", gguf_type_name(v.type));
       put(out, v.bits, size);
     }
   }
@@ -775,7 +825,8 @@ std::string gguf_bytes(const std::vector<std::pair<std::string, GgufValue>>& met
   std::vector<uint64_t> offsets;
   for (const auto& t : tensors) {
     const std::string at = "[gguf writer] tensor '" + t.name + "': ";
-    if (seen[t.name]++) fail("[gguf writer] expected unique tensor names, found '", t.name, "' twice");
+    if (seen[t.name]++)
+      fail("[gguf writer] expected unique tensor names, found '", t.name, "' twice");
     if (t.name.size() > kMaxTensorName)
       fail(at, "expected a name of at most ", kMaxTensorName, " bytes");
     if (t.dims.empty() || t.dims.size() > kGgufMaxDims)
@@ -826,8 +877,8 @@ float fp16_to_float(uint16_t h) {
   if (exp == 0) {
     magnitude = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
   } else if (exp == 31) {
-    magnitude = mant ? std::numeric_limits<float>::quiet_NaN()
-                     : std::numeric_limits<float>::infinity();
+    magnitude =
+        mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
   } else {
     const uint32_t bits = ((exp + 112) << 23) | (mant << 13);  // rebias 15 → 127
     std::memcpy(&magnitude, &bits, 4);
@@ -869,7 +920,8 @@ float bf16_to_float(uint16_t b) {
 // ---- dequantization ----
 //
 // Block layouts as ggml defines them (ggml-common.h); "d" is an IEEE half unless said otherwise.
-//   Q4_0  (32, 18 B): d, qs[16]; element j < 16 = (qs[j] & 15) − 8, element j + 16 = (qs[j] >> 4) − 8,
+//   Q4_0  (32, 18 B): d, qs[16]; element j < 16 = (qs[j] & 15) − 8, element j + 16 = (qs[j] >> 4) −
+//   8,
 //                     times d.
 //   Q4_1  (32, 20 B): d, m, qs[16]; as Q4_0 without the −8, times d plus m.
 //   Q5_0  (32, 22 B): d, qh (u32), qs[16]; the 5th bit of element j is bit j of qh; value − 16.
@@ -996,9 +1048,9 @@ void dq_q45_k(const uint8_t* b, float* y, bool five) {
 }
 
 // Q6_K: two halves of 128 elements; half h reads ql[64h .. 64h+63] and qh[32h .. 32h+31]. Of the
-// 128, quarter r (32 elements, l = 0..31) takes its low 4 bits from the low (r even) or high (r odd)
-// nibble of ql[64h + l + 32·(r & 1)] and its high 2 bits from bits 2r, 2r+1 of qh[32h + l]; value − 32,
-// times d and the int8 scale of its 16 elements.
+// 128, quarter r (32 elements, l = 0..31) takes its low 4 bits from the low (r even) or high (r
+// odd) nibble of ql[64h + l + 32·(r & 1)] and its high 2 bits from bits 2r, 2r+1 of qh[32h + l];
+// value − 32, times d and the int8 scale of its 16 elements.
 void dq_q6_k(const uint8_t* b, float* y) {
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
@@ -1082,12 +1134,25 @@ void dq_q8_k(const uint8_t* b, float* y) {
 
 bool can_dequantize(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: case GgmlType::F16: case GgmlType::BF16: case GgmlType::Q4_0:
-    case GgmlType::Q4_1: case GgmlType::Q5_0: case GgmlType::Q5_1: case GgmlType::Q8_0:
-    case GgmlType::Q2_K: case GgmlType::Q3_K: case GgmlType::Q4_K: case GgmlType::Q5_K:
-    case GgmlType::Q6_K: case GgmlType::Q8_K: case GgmlType::IQ4_NL: case GgmlType::IQ4_XS:
+    case GgmlType::F32:
+    case GgmlType::F16:
+    case GgmlType::BF16:
+    case GgmlType::Q4_0:
+    case GgmlType::Q4_1:
+    case GgmlType::Q5_0:
+    case GgmlType::Q5_1:
+    case GgmlType::Q8_0:
+    case GgmlType::Q2_K:
+    case GgmlType::Q3_K:
+    case GgmlType::Q4_K:
+    case GgmlType::Q5_K:
+    case GgmlType::Q6_K:
+    case GgmlType::Q8_K:
+    case GgmlType::IQ4_NL:
+    case GgmlType::IQ4_XS:
       return true;
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -1095,8 +1160,10 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   const auto id = static_cast<uint32_t>(type);
   const GgmlTypeInfo* info = type_table(id);
   if (!info || !can_dequantize(type))
-    fail("[dequantize] expected a type reft dequantizes (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-         "Q8_0, Q2_K..Q8_K, IQ4_NL, IQ4_XS), found ", ggml_type_name(id));
+    fail(
+        "[dequantize] expected a type reft dequantizes (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
+        "Q8_0, Q2_K..Q8_K, IQ4_NL, IQ4_XS), found ",
+        ggml_type_name(id));
   if (n < 0 || n % info->block_size != 0)
     fail("[dequantize] expected a multiple of ", info->block_size, " elements for ", info->name,
          ", found ", n);
@@ -1104,28 +1171,59 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t n) {
   const int64_t blocks = n / info->block_size;
   for (int64_t i = 0; i < blocks; ++i, p += info->type_size, dst += info->block_size) {
     switch (type) {
-      case GgmlType::F32: std::memcpy(dst, p, 4); break;
-      case GgmlType::F16: *dst = half_at(p); break;
+      case GgmlType::F32:
+        std::memcpy(dst, p, 4);
+        break;
+      case GgmlType::F16:
+        *dst = half_at(p);
+        break;
       case GgmlType::BF16: {
         uint16_t b;
         std::memcpy(&b, p, 2);
         *dst = bf16_to_float(b);
         break;
       }
-      case GgmlType::Q4_0: dq_q4_0(p, dst); break;
-      case GgmlType::Q4_1: dq_q4_1(p, dst); break;
-      case GgmlType::Q5_0: dq_q5(p, dst, false); break;
-      case GgmlType::Q5_1: dq_q5(p, dst, true); break;
-      case GgmlType::Q8_0: dq_q8_0(p, dst); break;
-      case GgmlType::Q2_K: dq_q2_k(p, dst); break;
-      case GgmlType::Q3_K: dq_q3_k(p, dst); break;
-      case GgmlType::Q4_K: dq_q45_k(p, dst, false); break;
-      case GgmlType::Q5_K: dq_q45_k(p, dst, true); break;
-      case GgmlType::Q6_K: dq_q6_k(p, dst); break;
-      case GgmlType::Q8_K: dq_q8_k(p, dst); break;
-      case GgmlType::IQ4_NL: dq_iq4_nl(p, dst); break;
-      case GgmlType::IQ4_XS: dq_iq4_xs(p, dst); break;
-      default: break;  // excluded above
+      case GgmlType::Q4_0:
+        dq_q4_0(p, dst);
+        break;
+      case GgmlType::Q4_1:
+        dq_q4_1(p, dst);
+        break;
+      case GgmlType::Q5_0:
+        dq_q5(p, dst, false);
+        break;
+      case GgmlType::Q5_1:
+        dq_q5(p, dst, true);
+        break;
+      case GgmlType::Q8_0:
+        dq_q8_0(p, dst);
+        break;
+      case GgmlType::Q2_K:
+        dq_q2_k(p, dst);
+        break;
+      case GgmlType::Q3_K:
+        dq_q3_k(p, dst);
+        break;
+      case GgmlType::Q4_K:
+        dq_q45_k(p, dst, false);
+        break;
+      case GgmlType::Q5_K:
+        dq_q45_k(p, dst, true);
+        break;
+      case GgmlType::Q6_K:
+        dq_q6_k(p, dst);
+        break;
+      case GgmlType::Q8_K:
+        dq_q8_k(p, dst);
+        break;
+      case GgmlType::IQ4_NL:
+        dq_iq4_nl(p, dst);
+        break;
+      case GgmlType::IQ4_XS:
+        dq_iq4_xs(p, dst);
+        break;
+      default:
+        break;  // excluded above
     }
   }
 }

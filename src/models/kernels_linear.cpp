@@ -92,10 +92,17 @@ __attribute__((always_inline)) inline void small_m_rows(const float* w, const fl
     small_m_tile<TO, 4>(w, x, K, bias, y, N, o0, m, m == prefetch_at ? next : nullptr);
   const float* pf = m == prefetch_at ? next : nullptr;
   switch (M - m) {
-    case 3: small_m_tile<TO, 3>(w, x, K, bias, y, N, o0, m, pf); break;
-    case 2: small_m_tile<TO, 2>(w, x, K, bias, y, N, o0, m, pf); break;
-    case 1: small_m_tile<TO, 1>(w, x, K, bias, y, N, o0, m, pf); break;
-    default: break;
+    case 3:
+      small_m_tile<TO, 3>(w, x, K, bias, y, N, o0, m, pf);
+      break;
+    case 2:
+      small_m_tile<TO, 2>(w, x, K, bias, y, N, o0, m, pf);
+      break;
+    case 1:
+      small_m_tile<TO, 1>(w, x, K, bias, y, N, o0, m, pf);
+      break;
+    default:
+      break;
   }
 }
 
@@ -155,8 +162,8 @@ torch::Tensor matmul2d(const torch::Tensor& a, const torch::Tensor& b) {
   if (!as.is_contiguous() || !bs.is_contiguous()) return at::mm(a, b);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   auto c = torch::empty({M, N}, a.options());
-  parallel_gemm(ta, tb, M, N, K, as.data_ptr<float>(), as.size(1), bs.data_ptr<float>(),
-                bs.size(1), 0.0f, c.data_ptr<float>(), N);
+  parallel_gemm(ta, tb, M, N, K, as.data_ptr<float>(), as.size(1), bs.data_ptr<float>(), bs.size(1),
+                0.0f, c.data_ptr<float>(), N);
   return c;
 }
 
@@ -181,7 +188,7 @@ class LinearFn : public torch::autograd::Function<LinearFn> {
     torch::Tensor dx, dw;
     if (ctx->needs_input_grad(0))
       dx = matmul2d(dy, w).view(ctx->saved_data["shape"].toIntVector());  // dY W
-    if (ctx->needs_input_grad(1)) dw = matmul2d(dy.t(), x2);               // dYᵀ X
+    if (ctx->needs_input_grad(1)) dw = matmul2d(dy.t(), x2);              // dYᵀ X
     return {dx, dw};
   }
 };

@@ -244,8 +244,8 @@ class Engine::Impl {
       std::lock_guard lock(mu_);
       if (stopping_) throw QueueFullError("[engine] the server is shutting down");
       if (static_cast<int64_t>(queue_.size()) >= opt_.max_queue)
-        throw QueueFullError(str("[engine] the queue is full (", opt_.max_queue,
-                                 " waiting requests); retry later"));
+        throw QueueFullError(
+            str("[engine] the queue is full (", opt_.max_queue, " waiting requests); retry later"));
       queue_.push_back(state);
       stats_.queue_length = static_cast<int64_t>(queue_.size());
     }
@@ -278,10 +278,10 @@ class Engine::Impl {
     std::vector<int64_t> seen;               // prompt + generated (repetition penalty)
     std::vector<int64_t> generated;
     std::vector<int64_t> eos;
-    int64_t length = 0;      // real tokens in the cache
-    int64_t next = -1;       // sampled, not yet fed
-    size_t emitted = 0;      // bytes of the decoded continuation handed out
-    size_t max_stop = 0;     // longest stop string
+    int64_t length = 0;   // real tokens in the cache
+    int64_t next = -1;    // sampled, not yet fed
+    size_t emitted = 0;   // bytes of the decoded continuation handed out
+    size_t max_stop = 0;  // longest stop string
     at::Generator generator;
     bool first_token = true;
     bool stopped = false;  // ended on a stop id or stop string
@@ -304,16 +304,15 @@ class Engine::Impl {
         if (stopping_ && queue_.empty() && rows_.empty()) return;
         admitted = admit_locked();
       }
+      double prefill_s = 0, decode_s = 0;
       try {
         drop_cancelled();
         const auto t0 = Clock::now();
         if (!admitted.empty()) prefill(admitted);
         const auto t1 = Clock::now();
         if (!rows_.empty()) decode_step();
-        const auto t2 = Clock::now();
-        std::lock_guard lock(mu_);
-        stats_.prefill_seconds += std::chrono::duration<double>(t1 - t0).count();
-        stats_.decode_seconds += std::chrono::duration<double>(t2 - t1).count();
+        prefill_s = std::chrono::duration<double>(t1 - t0).count();
+        decode_s = std::chrono::duration<double>(Clock::now() - t1).count();
       } catch (const std::exception& e) {
         // Bookkeeping failed (e.g. out of memory while copying the cache): end every running row
         // with the error rather than the process.
@@ -325,6 +324,8 @@ class Engine::Impl {
       }
       std::lock_guard lock(mu_);
       stats_.running = static_cast<int64_t>(rows_.size());
+      stats_.prefill_seconds += prefill_s;
+      stats_.decode_seconds += decode_s;
     }
   }
 
@@ -333,8 +334,7 @@ class Engine::Impl {
     std::vector<std::shared_ptr<State>> out;
     int64_t longest = 0;
     const auto now = Clock::now();
-    while (!queue_.empty() &&
-           static_cast<int64_t>(rows_.size() + out.size()) < opt_.max_seqs) {
+    while (!queue_.empty() && static_cast<int64_t>(rows_.size() + out.size()) < opt_.max_seqs) {
       auto& s = queue_.front();
       if (s->cancelled) {
         finish_unadmitted(s, FinishReason::kCancelled);
@@ -380,8 +380,7 @@ class Engine::Impl {
       default:
         ++stats_.finished_error;
     }
-    stats_.request_latency.observe(
-        std::chrono::duration<double>(Clock::now() - submitted).count());
+    stats_.request_latency.observe(std::chrono::duration<double>(Clock::now() - submitted).count());
   }
 
   void drop_cancelled() {
@@ -655,9 +654,8 @@ class Engine::Impl {
           adapters[b] = rows_[b].adapter;
       }
       BatchHooks hooks(model_.info().num_layers);
-      plan_adapters(hooks, adapters, 1, device_, [](size_t, size_t) {
-        return std::vector<int64_t>{0};
-      });
+      plan_adapters(hooks, adapters, 1, device_,
+                    [](size_t, size_t) { return std::vector<int64_t>{0}; });
       ForwardInput in;
       in.input_ids = torch::tensor(next, torch::kInt64).view({n, 1}).to(device_);
       in.attention_mask = torch::ones({n, 1}, torch::dtype(torch::kInt64).device(device_));

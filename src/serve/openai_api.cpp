@@ -32,8 +32,8 @@ Json parse_body(std::string_view body) {
   } catch (const Error& e) {
     bad("", e.what());
   }
-  if (!j.is_object()) bad("", "expected a JSON object as the request body, found " +
-                                  std::string(j.type_name()));
+  if (!j.is_object())
+    bad("", "expected a JSON object as the request body, found " + std::string(j.type_name()));
   return j;
 }
 
@@ -50,8 +50,9 @@ double number(const Json& j, const char* key, double lo, double hi) {
 
 int64_t integer(const Json& j, const char* key, int64_t lo, int64_t hi) {
   const Json& v = j[key];
-  if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
-                                  std::fabs(v.get<double>()) < 9e15))
+  if (!v.is_number_integer() &&
+      !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
+        std::fabs(v.get<double>()) < 9e15))
     bad(key, std::string("'") + key + "' expected an integer, found " + shown(v));
   if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
     bad(key, str("'", key, "' expected an integer in [", lo, ", ", hi, "], found ", shown(v)));
@@ -63,7 +64,8 @@ int64_t integer(const Json& j, const char* key, int64_t lo, int64_t hi) {
 
 bool boolean(const Json& j, const char* key) {
   const Json& v = j[key];
-  if (!v.is_boolean()) bad(key, std::string("'") + key + "' expected true or false, found " + shown(v));
+  if (!v.is_boolean())
+    bad(key, std::string("'") + key + "' expected true or false, found " + shown(v));
   return v.get<bool>();
 }
 
@@ -77,7 +79,8 @@ std::string string(const Json& j, const char* key) {
 void refuse_unsupported(const Json& j) {
   if (present(j, "n") && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
     bad("n", "'n' other than 1 is not supported; send one request per completion");
-  if (present(j, "best_of") && !(j["best_of"].is_number_integer() && j["best_of"].get<int64_t>() == 1))
+  if (present(j, "best_of") &&
+      !(j["best_of"].is_number_integer() && j["best_of"].get<int64_t>() == 1))
     bad("best_of", "'best_of' other than 1 is not supported");
   for (const char* key : {"frequency_penalty", "presence_penalty"})
     if (present(j, key) && !(j[key].is_number() && j[key].get<double>() == 0.0))
@@ -140,15 +143,16 @@ Sampling parse_sampling(const Json& j, const char* max_tokens_key) {
     for (const auto& t : s.stop) {
       if (t.empty()) bad("stop", "'stop' expected non-empty strings, found \"\"");
       if (t.size() > kMaxStopLength)
-        bad("stop", str("'stop' expected strings of at most ", kMaxStopLength, " bytes, found ",
-                        t.size()));
+        bad("stop",
+            str("'stop' expected strings of at most ", kMaxStopLength, " bytes, found ", t.size()));
     }
   }
   if (present(j, "ignore_eos")) s.ignore_eos = boolean(j, "ignore_eos");
   if (present(j, "stream")) s.stream = boolean(j, "stream");
   if (present(j, "stream_options")) {
     const Json& o = j["stream_options"];
-    if (!o.is_object()) bad("stream_options", "'stream_options' expected an object, found " + shown(o));
+    if (!o.is_object())
+      bad("stream_options", "'stream_options' expected an object, found " + shown(o));
     if (!s.stream) bad("stream_options", "'stream_options' is only allowed with \"stream\": true");
     if (present(o, "include_usage")) s.include_usage = boolean(o, "include_usage");
   }
@@ -173,8 +177,10 @@ std::string message_text(const Json& content, size_t i) {
     for (const auto& part : content) {
       if (!part.is_object() || !part.contains("type") || part["type"] != "text" ||
           !part.contains("text") || !part["text"].is_string())
-        bad(where, "'" + where + "' expected a string or a list of {\"type\": \"text\", \"text\": …} "
-                   "parts (reft serves text models), found " + shown(part));
+        bad(where, "'" + where +
+                       "' expected a string or a list of {\"type\": \"text\", \"text\": …} "
+                       "parts (reft serves text models), found " +
+                       shown(part));
       out += part["text"].get<std::string>();
     }
     return out;
@@ -186,14 +192,22 @@ std::string message_text(const Json& content, size_t i) {
 
 const char* error_type(int status) {
   switch (status) {
-    case 401: return "authentication_error";
-    case 403: return "permission_error";
-    case 404: return "not_found_error";
-    case 409: return "conflict_error";
-    case 413: return "invalid_request_error";
-    case 429: return "rate_limit_error";
-    case 503: return "service_unavailable";
-    default: return status >= 500 ? "server_error" : "invalid_request_error";
+    case 401:
+      return "authentication_error";
+    case 403:
+      return "permission_error";
+    case 404:
+      return "not_found_error";
+    case 409:
+      return "conflict_error";
+    case 413:
+      return "invalid_request_error";
+    case 429:
+      return "rate_limit_error";
+    case 503:
+      return "service_unavailable";
+    default:
+      return status >= 500 ? "server_error" : "invalid_request_error";
   }
 }
 
@@ -226,16 +240,17 @@ CompletionRequest parse_completion_request(std::string_view body) {
     r.prompt_text = p.get<std::string>();
   } else if (p.is_array() && !p.empty() && p[0].is_number()) {
     for (const auto& id : p) {
-      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (int64_t{1} << 31))
-        bad("prompt", "'prompt' expected a list of token ids (non-negative integers), found " +
-                          shown(id));
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+          id.get<int64_t>() > (int64_t{1} << 31))
+        bad("prompt",
+            "'prompt' expected a list of token ids (non-negative integers), found " + shown(id));
       r.prompt_ids.push_back(id.get<int64_t>());
     }
   } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
     r.prompt_text = p[0].get<std::string>();
   } else if (p.is_array() && p.size() > 1) {
-    bad("prompt", str("'prompt' with ", p.size(),
-                      " prompts is not supported; send one request per prompt"));
+    bad("prompt",
+        str("'prompt' with ", p.size(), " prompts is not supported; send one request per prompt"));
   } else {
     bad("prompt", "'prompt' expected a string or a list of token ids, found " + shown(p));
   }
@@ -251,10 +266,11 @@ ChatRequest parse_chat_request(std::string_view body) {
   if (!present(j, "messages")) bad("messages", "'messages' is required");
   const Json& m = j["messages"];
   if (!m.is_array() || m.empty())
-    bad("messages", "'messages' expected a non-empty list of {\"role\", \"content\"}, found " +
-                        shown(m));
+    bad("messages",
+        "'messages' expected a non-empty list of {\"role\", \"content\"}, found " + shown(m));
   if (m.size() > kMaxMessages)
-    bad("messages", str("'messages' expected at most ", kMaxMessages, " messages, found ", m.size()));
+    bad("messages",
+        str("'messages' expected at most ", kMaxMessages, " messages, found ", m.size()));
   r.messages = Json::array();
   for (size_t i = 0; i < m.size(); ++i) {
     const Json& msg = m[i];
@@ -270,8 +286,8 @@ ChatRequest parse_chat_request(std::string_view body) {
   }
   if (present(j, "max_completion_tokens") && present(j, "max_tokens"))
     bad("max_tokens", "give 'max_tokens' or 'max_completion_tokens', not both");
-  r.sampling = parse_sampling(j, present(j, "max_completion_tokens") ? "max_completion_tokens"
-                                                                      : "max_tokens");
+  r.sampling = parse_sampling(
+      j, present(j, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens");
   if (present(j, "add_generation_prompt"))
     r.add_generation_prompt = boolean(j, "add_generation_prompt");
   if (present(j, "chat_template_kwargs")) {
@@ -297,11 +313,13 @@ AdapterLoadRequest parse_adapter_request(std::string_view body) {
   r.name = string(j, name_key);
   r.path = string(j, path_key);
   if (!valid_model_name(r.name))
-    bad("name", "'name' expected 1 to 128 characters of A-Z a-z 0-9 . _ : - (not starting with "
-                "'.'), found " + shown(j[name_key]));
+    bad("name",
+        "'name' expected 1 to 128 characters of A-Z a-z 0-9 . _ : - (not starting with "
+        "'.'), found " +
+            shown(j[name_key]));
   if (r.path.empty() || r.path.size() > 4096 || r.path.find('\0') != std::string::npos)
-    bad("path", "'path' expected a folder inside the server's --adapters-dir, found " +
-                    shown(j[path_key]));
+    bad("path",
+        "'path' expected a folder inside the server's --adapters-dir, found " + shown(j[path_key]));
   return r;
 }
 

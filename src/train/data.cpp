@@ -261,8 +261,7 @@ std::string chat_turn_end(std::string_view t) {
   return "";
 }
 
-std::string render_chat_prompt(const nlohmann::json& messages, size_t count,
-                               std::string_view t) {
+std::string render_chat_prompt(const nlohmann::json& messages, size_t count, std::string_view t) {
   std::string prompt = t == "llama3" ? "<|begin_of_text|>" : "";
   for (size_t i = 0; i < count && i < messages.size(); ++i) {
     const std::string role = messages[i]["role"], content = messages[i]["content"];

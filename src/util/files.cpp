@@ -42,8 +42,8 @@ std::string json_error_summary(const nlohmann::json::exception& e) {
 }
 
 std::string json_excerpt(const nlohmann::json& value, size_t max_chars) {
-  std::string text = value.dump(-1, ' ', /*ensure_ascii=*/true,
-                                nlohmann::json::error_handler_t::replace);
+  std::string text =
+      value.dump(-1, ' ', /*ensure_ascii=*/true, nlohmann::json::error_handler_t::replace);
   if (text.size() > max_chars) text = text.substr(0, max_chars) + "…";
   return text;
 }

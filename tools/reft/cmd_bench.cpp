@@ -1,4 +1,5 @@
-// reft bench generate | train | serve: speed as ratios of this machine's ceilings measured in the same run.
+// reft bench generate | train | serve: speed as ratios of this machine's ceilings measured in the
+// same run.
 
 #include <torch/torch.h>
 
@@ -159,14 +160,15 @@ int run_bench_serve(const Args& args) {
   std::printf("single     %.1f tokens/s (one request at a time)\n", r.single_tokens_per_s);
   std::printf("base       %.1f tokens/s = %.2fx single\n", r.base_tokens_per_s,
               r.concurrency_speedup);
-  std::printf("adapters   %.1f tokens/s = %.3fx base (%lld adapters, a different one per request; "
-              "mean batch %.1f)\n",
-              r.adapters_tokens_per_s, r.adapter_ratio, static_cast<long long>(o.adapters),
-              r.mean_batch);
-  std::printf("decode     steps only (prefills excluded): single %.1f, base %.1f = %.2fx single, "
-              "adapters %.1f = %.3fx base tokens/s\n",
-              r.single_decode_tokens_per_s, r.base_decode_tokens_per_s, r.decode_speedup,
-              r.adapters_decode_tokens_per_s, r.decode_adapter_ratio);
+  std::printf(
+      "adapters   %.1f tokens/s = %.3fx base (%lld adapters, a different one per request; "
+      "mean batch %.1f)\n",
+      r.adapters_tokens_per_s, r.adapter_ratio, static_cast<long long>(o.adapters), r.mean_batch);
+  std::printf(
+      "decode     steps only (prefills excluded): single %.1f, base %.1f = %.2fx single, "
+      "adapters %.1f = %.3fx base tokens/s\n",
+      r.single_decode_tokens_per_s, r.base_decode_tokens_per_s, r.decode_speedup,
+      r.adapters_decode_tokens_per_s, r.decode_adapter_ratio);
   std::printf("ttft       p50 %.1f ms, p99 %.1f ms (adapter run, queueing included)\n",
               1e3 * r.ttft_p50_s, 1e3 * r.ttft_p99_s);
   return 0;

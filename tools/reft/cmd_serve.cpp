@@ -60,8 +60,8 @@ std::optional<ModelChatTemplate> model_chat_template(const fs::path& dir) {
 
 int64_t positive(const Args& args, const std::string& name, int64_t lo, int64_t hi) {
   const int64_t v = args.get_int(name);
-  if (v < lo || v > hi) usage_fail("[--", name, "] expected an integer in [", lo, ", ", hi,
-                                   "], found ", v);
+  if (v < lo || v > hi)
+    usage_fail("[--", name, "] expected an integer in [", lo, ", ", hi, "], found ", v);
   return v;
 }
 
@@ -91,12 +91,14 @@ int run_serve(const Args& args) {
   std::vector<std::pair<std::string, std::string>> named;
   for (const auto& spec : args.all("adapter")) {
     const auto eq = spec.find('=');
-    std::string name = eq == std::string::npos ? fs::path(spec).filename().string()
-                                               : spec.substr(0, eq);
+    std::string name =
+        eq == std::string::npos ? fs::path(spec).filename().string() : spec.substr(0, eq);
     std::string path = eq == std::string::npos ? spec : spec.substr(eq + 1);
     if (!openai::valid_model_name(name))
-      usage_fail("[--adapter] expected NAME=DIR with NAME of A-Z a-z 0-9 . _ : - (the model id "
-                 "clients send), found '", spec, "'");
+      usage_fail(
+          "[--adapter] expected NAME=DIR with NAME of A-Z a-z 0-9 . _ : - (the model id "
+          "clients send), found '",
+          spec, "'");
     named.emplace_back(name, path);
   }
   const std::string adapters_dir = args.maybe("adapters-dir").value_or("");
@@ -110,10 +112,10 @@ int run_serve(const Args& args) {
   auto tokenizer = Tokenizer::load(dir);
   auto chat = model_chat_template(dir);
   const auto& info = model->info();
-  eo.ctx = ctx_flag > 0 ? ctx_flag
-                        : std::min<int64_t>(2048, info.max_position_embeddings > 0
-                                                      ? info.max_position_embeddings
-                                                      : 2048);
+  eo.ctx = ctx_flag > 0
+               ? ctx_flag
+               : std::min<int64_t>(
+                     2048, info.max_position_embeddings > 0 ? info.max_position_embeddings : 2048);
   so.base_name = args.maybe("served-model-name")
                      .value_or(fs::absolute(dir).lexically_normal().filename().string());
   if (so.base_name.empty()) so.base_name = fs::absolute(dir).parent_path().filename().string();
@@ -135,8 +137,8 @@ int run_serve(const Args& args) {
     if (byte == 1) std::cerr << "reft serve: shutting down (finishing requests in flight)\n";
     server.shutdown();
   });
-  std::cerr << "reft serve: " << info.architecture << " " << so.base_name << ", "
-            << adapters.size() << " adapter(s), ctx " << eo.ctx << ", max-seqs " << eo.max_seqs
+  std::cerr << "reft serve: " << info.architecture << " " << so.base_name << ", " << adapters.size()
+            << " adapter(s), ctx " << eo.ctx << ", max-seqs " << eo.max_seqs
             << (so.api_key.empty() ? "" : ", API key required") << "\n";
   std::cerr << "reft serve: listening on http://" << so.host << ":" << port << std::endl;
   server.serve();
@@ -153,8 +155,12 @@ int run_serve(const Args& args) {
 std::vector<Command> serve_commands() {
   std::vector<Flag> flags = {
       {"model", "DIR", "", "HuggingFace model folder (a decoder: config.json, weights, tokenizer)"},
-      {"adapter", "NAME=DIR", "",
-       "serve an adapter (reft or pyreft folder) under the model id NAME", {}, true},
+      {"adapter",
+       "NAME=DIR",
+       "",
+       "serve an adapter (reft or pyreft folder) under the model id NAME",
+       {},
+       true},
       {"adapters-dir", "DIR", "",
        "serve every adapter folder in DIR (named by folder) and allow POST /v1/adapters for "
        "folders inside DIR"},
@@ -183,8 +189,8 @@ std::vector<Command> serve_commands() {
            "/v1/chat/completions (streaming or not) and /v1/models, adapters loaded at run time, "
            "/health, /metrics and a web page at /. Requests for different adapters share one "
            "batch.",
-           "--model DIR [--adapter NAME=DIR ...] [--adapters-dir DIR] [--port 8080] [flags]",
-           flags, run_serve}};
+           "--model DIR [--adapter NAME=DIR ...] [--adapters-dir DIR] [--port 8080] [flags]", flags,
+           run_serve}};
 }
 
 }  // namespace reft::cli

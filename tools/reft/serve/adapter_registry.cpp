@@ -18,8 +18,12 @@ std::shared_ptr<const ServedAdapter> AdapterRegistry::load(const std::string& na
   {
     std::lock_guard lock(mu_);
     if (adapters_.count(name))
-      throw openai::ApiError(409, "an adapter named '" + name + "' is already loaded; DELETE "
-                                  "/v1/adapters/" + name + " first", "name", "adapter_exists");
+      throw openai::ApiError(409,
+                             "an adapter named '" + name +
+                                 "' is already loaded; DELETE "
+                                 "/v1/adapters/" +
+                                 name + " first",
+                             "name", "adapter_exists");
   }
   auto adapter = load_served_adapter(base_, name, dir);
   std::lock_guard lock(mu_);
@@ -32,8 +36,9 @@ std::shared_ptr<const ServedAdapter> AdapterRegistry::load(const std::string& na
 std::shared_ptr<const ServedAdapter> AdapterRegistry::load_relative(const std::string& name,
                                                                     const std::string& relative) {
   if (root_.empty())
-    throw openai::ApiError(403, "loading adapters at run time is off: start reft serve with "
-                                "--adapters-dir DIR to allow folders inside DIR");
+    throw openai::ApiError(403,
+                           "loading adapters at run time is off: start reft serve with "
+                           "--adapters-dir DIR to allow folders inside DIR");
   const fs::path rel(relative);
   const std::string shown = printable_name(relative.substr(0, 200));
   bool escapes = rel.is_absolute() || rel.has_root_name();
@@ -48,11 +53,12 @@ std::shared_ptr<const ServedAdapter> AdapterRegistry::load_relative(const std::s
     escapes = ec || !path_is_under(dir, root) || dir == root;
   }
   if (escapes)
-    throw openai::ApiError(400, "'path' expected a folder inside --adapters-dir, found '" + shown +
-                                    "'", "path");
+    throw openai::ApiError(
+        400, "'path' expected a folder inside --adapters-dir, found '" + shown + "'", "path");
   if (!fs::is_directory(dir, ec))
-    throw openai::ApiError(400, "'path' expected a folder inside --adapters-dir, found no folder '" +
-                                    shown + "'", "path");
+    throw openai::ApiError(
+        400, "'path' expected a folder inside --adapters-dir, found no folder '" + shown + "'",
+        "path");
   return load(name, dir);
 }
 
@@ -69,8 +75,10 @@ size_t AdapterRegistry::load_root() {
   for (const auto& d : dirs) {
     const std::string name = d.filename().string();
     if (!openai::valid_model_name(name))
-      fail("[--adapters-dir ", root_.string(), "] expected adapter folder names of A-Z a-z 0-9 . _ "
-           ": - (they become model ids), found '", printable_name(name), "'");
+      fail("[--adapters-dir ", root_.string(),
+           "] expected adapter folder names of A-Z a-z 0-9 . _ "
+           ": - (they become model ids), found '",
+           printable_name(name), "'");
     load(name, d);
     ++n;
   }

@@ -32,7 +32,8 @@ void header(std::ostringstream& out, const char* name, const char* type, const c
 }
 
 template <class T>
-void metric(std::ostringstream& out, const char* name, const char* type, const char* help, T value) {
+void metric(std::ostringstream& out, const char* name, const char* type, const char* help,
+            T value) {
   header(out, name, type, help);
   out << name << " " << value << "\n";
 }
@@ -58,7 +59,8 @@ std::string prometheus_text(const EngineStats& s, const HttpCounters& http, size
                             bool draining) {
   std::ostringstream out;
   out.precision(9);
-  header(out, "reft_http_requests_total", "counter", "HTTP requests answered, by route and status.");
+  header(out, "reft_http_requests_total", "counter",
+         "HTTP requests answered, by route and status.");
   for (const auto& [key, n] : http.snapshot())
     out << "reft_http_requests_total{route=\"" << key.first << "\",code=\"" << key.second << "\"} "
         << n << "\n";
@@ -66,7 +68,8 @@ std::string prometheus_text(const EngineStats& s, const HttpCounters& http, size
          s.queue_length);
   metric(out, "reft_running_requests", "gauge", "Requests in the running batch.", s.running);
   metric(out, "reft_adapters_loaded", "gauge", "Adapters the server holds.", adapters_loaded);
-  metric(out, "reft_draining", "gauge", "1 while the server shuts down (SIGTERM).", draining ? 1 : 0);
+  metric(out, "reft_draining", "gauge", "1 while the server shuts down (SIGTERM).",
+         draining ? 1 : 0);
   metric(out, "reft_requests_started_total", "counter", "Requests admitted into the batch.",
          s.requests_started);
   header(out, "reft_requests_finished_total", "counter", "Requests ended, by finish reason.");

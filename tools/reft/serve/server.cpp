@@ -40,27 +40,27 @@ void send_error(httplib::Response& res, int status, const std::string& message,
   send_json(res, status, openai::error_json(status, message, param, code));
 }
 
-std::string random_hex(size_t n) {
-  static std::mutex mu;
-  static std::mt19937_64 rng(std::random_device{}());
-  static const char* hex = "0123456789abcdef";
-  std::lock_guard lock(mu);
-  std::string out;
-  for (size_t i = 0; i < n; ++i) out += hex[rng() & 15];
-  return out;
-}
-
-uint64_t random_seed() {
+// Request ids and seeds of requests that give none: one generator for the server.
+uint64_t random_u64() {
   static std::mutex mu;
   static std::mt19937_64 rng(std::random_device{}());
   std::lock_guard lock(mu);
   return rng();
 }
 
+std::string random_hex(size_t n) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) out += hex[random_u64() & 15];
+  return out;
+}
+
+// Compares every byte whatever the first difference (no timing hint about the key).
 bool constant_time_equal(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i % (b.empty() ? 1 : b.size())];
-  return diff == 0 && !b.empty();
+  if (a.size() != b.size() || b.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= a[i] ^ b[i];
+  return diff == 0;
 }
 
 // A request body through cpp-httplib's content reader. cpp-httplib refuses a Content-Length over
@@ -81,8 +81,8 @@ std::string read_body(const httplib::Request& req, const httplib::ContentReader&
     return true;
   });
   const auto declared = req.get_header_value("Content-Length");
-  if (total > max || (!complete && !declared.empty() &&
-                      std::strtoull(declared.c_str(), nullptr, 10) > max))
+  if (total > max ||
+      (!complete && !declared.empty() && std::strtoull(declared.c_str(), nullptr, 10) > max))
     throw ApiError(413, "the request body is larger than this server's --max-body");
   if (!complete) throw ApiError(400, "the request body could not be read in full");
   return body;
@@ -161,8 +161,11 @@ std::shared_ptr<const ServedAdapter> Server::resolve(const std::string& model) c
   if (model.empty() || model == options_.base_name) return nullptr;
   auto adapter = adapters_.find(model);
   if (!adapter)
-    throw ApiError(404, "model '" + model + "' does not exist; GET /v1/models lists the base model "
-                        "and the adapters", "model", "model_not_found");
+    throw ApiError(404,
+                   "model '" + model +
+                       "' does not exist; GET /v1/models lists the base model "
+                       "and the adapters",
+                   "model", "model_not_found");
   return adapter;
 }
 
@@ -182,8 +185,9 @@ std::vector<int64_t> Server::chat_prompt(const Json& messages, bool add_generati
     try {
       text = chat_->render(messages, add_generation, kwargs);
     } catch (const Error& e) {
-      throw ApiError(400, std::string("the model's chat template refused these messages: ") +
-                              e.what(), "messages");
+      throw ApiError(400,
+                     std::string("the model's chat template refused these messages: ") + e.what(),
+                     "messages");
     }
     return tokenizer_.encode(text, /*add_special_tokens=*/false);  // as apply_chat_template
   }
@@ -194,8 +198,8 @@ std::vector<int64_t> Server::chat_prompt(const Json& messages, bool add_generati
                                                            : "none";
   nlohmann::json plain = nlohmann::json::array();
   for (const auto& m : messages)
-    plain.push_back({{"role", m["role"].get<std::string>()},
-                     {"content", m["content"].get<std::string>()}});
+    plain.push_back(
+        {{"role", m["role"].get<std::string>()}, {"content", m["content"].get<std::string>()}});
   std::string text;
   if (plain.size() == 1 && plain[0]["role"] == "user" && add_generation)
     text = apply_template(tmpl, plain[0]["content"].get<std::string>());
@@ -206,12 +210,11 @@ std::vector<int64_t> Server::chat_prompt(const Json& messages, bool add_generati
 }
 
 void Server::completions(const std::string& body, httplib::Response& res, bool chat) {
-  auto in_flight = std::make_shared<InFlight>(in_flight_);
   auto p = std::make_shared<Prepared>();
+  p->in_flight = std::make_shared<InFlight>(in_flight_);
   p->chat = chat;
   p->created = static_cast<int64_t>(std::time(nullptr));
   p->id = (chat ? "chatcmpl-" : "cmpl-") + random_hex(24);
-  p->in_flight = in_flight;
   EngineRequest er;
   std::vector<std::string> stops;
   std::shared_ptr<const ServedAdapter> adapter;
@@ -223,8 +226,8 @@ void Server::completions(const std::string& body, httplib::Response& res, bool c
     adapter = resolve(r.model);
     p->model = r.model.empty() ? options_.base_name : r.model;
     p->sampling = r.sampling;
-    er.prompt = chat_prompt(r.messages, r.add_generation_prompt, r.template_kwargs, adapter.get(),
-                            stops);
+    er.prompt =
+        chat_prompt(r.messages, r.add_generation_prompt, r.template_kwargs, adapter.get(), stops);
     default_tokens = engine_.options().ctx;  // OpenAI: until the context is full
   } else {
     auto r = openai::parse_completion_request(body);
@@ -233,8 +236,8 @@ void Server::completions(const std::string& body, httplib::Response& res, bool c
     p->sampling = r.sampling;
     if (r.prompt_text) {
       const std::string tmpl = !options_.template_name.empty() ? options_.template_name
-                               : adapter ? adapter->meta.template_name
-                                         : "none";
+                               : adapter                       ? adapter->meta.template_name
+                                                               : "none";
       er.prompt = encode_prompt(tokenizer_, apply_template(tmpl, *r.prompt_text));
     } else {
       er.prompt = r.prompt_ids;
@@ -246,13 +249,15 @@ void Server::completions(const std::string& body, httplib::Response& res, bool c
   const auto n = static_cast<int64_t>(er.prompt.size());
   if (n == 0) throw ApiError(400, "the prompt is empty (no tokens)", prompt_field);
   if (n >= ctx)
-    throw ApiError(400, str("the prompt has ", n, " tokens; this server's context (--ctx) holds ",
-                            ctx, " positions for the prompt and the completion together"),
+    throw ApiError(400,
+                   str("the prompt has ", n, " tokens; this server's context (--ctx) holds ", ctx,
+                       " positions for the prompt and the completion together"),
                    prompt_field, "context_length_exceeded");
   if (s.max_tokens && n + *s.max_tokens > ctx)
-    throw ApiError(400, str(max_field, " ", *s.max_tokens, " plus the prompt's ", n,
-                            " tokens exceed this server's context (--ctx) of ", ctx,
-                            " positions; ask for at most ", ctx - n),
+    throw ApiError(400,
+                   str(max_field, " ", *s.max_tokens, " plus the prompt's ", n,
+                       " tokens exceed this server's context (--ctx) of ", ctx,
+                       " positions; ask for at most ", ctx - n),
                    max_field, "context_length_exceeded");
   auto& g = er.options;
   g.max_new_tokens = s.max_tokens ? *s.max_tokens : std::min(default_tokens, ctx - n);
@@ -260,7 +265,7 @@ void Server::completions(const std::string& body, httplib::Response& res, bool c
   g.top_p = s.top_p;
   g.top_k = s.top_k;
   g.repetition_penalty = s.repetition_penalty;
-  g.seed = s.seed ? *s.seed : random_seed();
+  g.seed = s.seed ? *s.seed : random_u64();
   g.stop_strings = s.stop;
   for (auto& t : stops) g.stop_strings.push_back(std::move(t));
   g.use_model_eos = !s.ignore_eos;
@@ -429,22 +434,24 @@ void Server::routes() {
     if (!res.body.empty()) return;
     switch (res.status) {
       case 404:
-        send_error(res, 404, "no route " + req.method + " " + printable_name(req.path.substr(0, 200)));
+        send_error(res, 404,
+                   "no route " + req.method + " " + printable_name(req.path.substr(0, 200)));
         break;
       case 413:
         send_error(res, 413, "the request body is larger than this server's --max-body");
         break;
       case 400:
-        send_error(res, 400, "bad HTTP request: " + req.method + " " +
-                                 printable_name(req.path.substr(0, 200)) +
-                                 " (malformed, or a method this route does not take)");
+        send_error(res, 400,
+                   "bad HTTP request: " + req.method + " " +
+                       printable_name(req.path.substr(0, 200)) +
+                       " (malformed, or a method this route does not take)");
         break;
       case 405:
         send_error(res, 405, "method " + req.method + " is not allowed here");
         break;
       default:
-        send_error(res, res.status, "the request could not be served (HTTP " +
-                                        std::to_string(res.status) + ")");
+        send_error(res, res.status,
+                   "the request could not be served (HTTP " + std::to_string(res.status) + ")");
     }
   });
   h.set_exception_handler(
@@ -485,14 +492,14 @@ void Server::routes() {
                "model", "model_not_found");
   });
   using Reader = httplib::ContentReader;
-  h.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res,
-                                   const Reader& reader) {
-    completions(read_body(req, reader, options_.max_body), res, false);
-  });
-  h.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res,
-                                        const Reader& reader) {
-    completions(read_body(req, reader, options_.max_body), res, true);
-  });
+  h.Post("/v1/completions",
+         [this](const httplib::Request& req, httplib::Response& res, const Reader& reader) {
+           completions(read_body(req, reader, options_.max_body), res, false);
+         });
+  h.Post("/v1/chat/completions",
+         [this](const httplib::Request& req, httplib::Response& res, const Reader& reader) {
+           completions(read_body(req, reader, options_.max_body), res, true);
+         });
   h.Post("/v1/adapters", [this](const httplib::Request& req, httplib::Response& res,
                                 const Reader& reader) {
     const auto r = openai::parse_adapter_request(read_body(req, reader, options_.max_body));
@@ -510,8 +517,9 @@ void Server::routes() {
   h.Delete(R"(/v1/adapters/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];
     if (!adapters_.remove(name))
-      return send_error(res, 404, "no adapter named '" + printable_name(name.substr(0, 200)) +
-                                      "' is loaded", "model", "model_not_found");
+      return send_error(res, 404,
+                        "no adapter named '" + printable_name(name.substr(0, 200)) + "' is loaded",
+                        "model", "model_not_found");
     send_json(res, 200, {{"id", name}, {"object", "model"}, {"deleted", true}});
   });
 }

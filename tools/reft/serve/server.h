@@ -24,13 +24,13 @@ namespace reft::serve {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 8080;                 // 0: any free port (bind() returns it)
-  std::string api_key;             // "": no key needed
+  int port = 8080;      // 0: any free port (bind() returns it)
+  std::string api_key;  // "": no key needed
   size_t max_body = size_t{1} << 20;
-  int http_threads = 128;          // connections served at once (a stream holds one)
-  std::string template_name;       // --template; "": unset
-  std::string base_name;           // the base model's id
-  double drain_timeout_s = 30;     // SIGTERM: how long in-flight requests may still run
+  int http_threads = 128;                  // connections served at once (a stream holds one)
+  std::string template_name;               // --template; "": unset
+  std::string base_name;                   // the base model's id
+  double drain_timeout_s = 30;             // SIGTERM: how long in-flight requests may still run
   int64_t default_completion_tokens = 16;  // /v1/completions without max_tokens (OpenAI's 16)
 };
 
